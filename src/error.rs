@@ -1,0 +1,210 @@
+//! The one public error type: opaque, with a [`kind`](Error::kind) to match on.
+//!
+//! Depends on std, thiserror and the protocol's error types only.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+use crate::protocol::{DbError, EncodeError, ProtocolError};
+
+/// What went wrong, in terms a caller acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The server's byte stream broke the protocol; the connection is closed and
+    /// must not be reused. Reconnect.
+    Protocol,
+    /// The connection is closed (by us, by the server, or after an earlier
+    /// failure). Reconnect.
+    Closed,
+    /// An I/O error on the transport; the connection is closed.
+    Io,
+    /// An operation timed out. What state it leaves is documented per operation.
+    Timeout,
+    /// The server reported an error ([`Error::as_db_error`] has its fields).
+    Server,
+    /// The operation is not allowed in the connection's current state (another
+    /// operation is in progress). Not a connection failure.
+    State,
+    /// TLS negotiation or the TLS layer failed.
+    Tls,
+    /// Authentication failed or needs a method we do not support.
+    Auth,
+    /// A configuration value is invalid or missing.
+    Config,
+    /// Notifications were dropped because the bounded queue was full.
+    NotificationOverflow,
+    /// Caller input cannot be sent (a NUL in a string, a size over the protocol's
+    /// limits). Nothing was sent and the connection is unchanged.
+    InvalidInput,
+    /// The server asked for something this library does not implement.
+    Unsupported,
+}
+
+/// The error type of every fallible operation in this crate.
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+    db: Option<DbError>,
+    dropped: u64,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self(Box::new(Inner {
+            kind,
+            message: message.into(),
+            source: None,
+            db: None,
+            dropped: 0,
+        }))
+    }
+
+    fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.0.source = Some(Box::new(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// The server's error fields, for [`ErrorKind::Server`].
+    pub fn as_db_error(&self) -> Option<&DbError> {
+        self.0.db.as_ref()
+    }
+
+    /// The wire-level cause, for [`ErrorKind::Protocol`] errors found by the parser.
+    pub fn as_protocol_error(&self) -> Option<&ProtocolError> {
+        self.0.source.as_ref()?.downcast_ref()
+    }
+
+    /// The encoding cause, for [`ErrorKind::InvalidInput`].
+    pub fn as_encode_error(&self) -> Option<&EncodeError> {
+        self.0.source.as_ref()?.downcast_ref()
+    }
+
+    /// The I/O cause, for [`ErrorKind::Io`] (and closed errors caused by I/O).
+    pub fn as_io_error(&self) -> Option<&io::Error> {
+        self.0.source.as_ref()?.downcast_ref()
+    }
+
+    /// For [`ErrorKind::NotificationOverflow`]: how many notifications were dropped.
+    pub fn notifications_dropped(&self) -> Option<u64> {
+        (self.0.kind == ErrorKind::NotificationOverflow).then_some(self.0.dropped)
+    }
+
+    /// Whether this is [`ErrorKind::Closed`].
+    pub fn is_closed(&self) -> bool {
+        self.0.kind == ErrorKind::Closed
+    }
+
+    /// Whether this is [`ErrorKind::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        self.0.kind == ErrorKind::Timeout
+    }
+
+    /// Whether this is [`ErrorKind::Protocol`].
+    pub fn is_protocol(&self) -> bool {
+        self.0.kind == ErrorKind::Protocol
+    }
+
+    /// A broken backend stream found by the parser.
+    pub(crate) fn protocol(e: ProtocolError) -> Self {
+        Self::new(ErrorKind::Protocol, format!("protocol error, connection closed: {e}")).with_source(e)
+    }
+
+    /// A well-formed message that makes no sense where it arrived.
+    pub(crate) fn protocol_violation(message: String) -> Self {
+        Self::new(ErrorKind::Protocol, format!("protocol error, connection closed: {message}"))
+    }
+
+    pub(crate) fn closed(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Closed, message)
+    }
+
+    pub(crate) fn state(message: String) -> Self {
+        Self::new(ErrorKind::State, message)
+    }
+
+    pub(crate) fn invalid_input(e: EncodeError) -> Self {
+        Self::new(ErrorKind::InvalidInput, format!("invalid input, nothing sent: {e}")).with_source(e)
+    }
+
+    pub(crate) fn unsupported(message: &'static str) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+
+    pub(crate) fn auth(message: String) -> Self {
+        Self::new(ErrorKind::Auth, message)
+    }
+
+    pub(crate) fn notification_overflow(dropped: u64, capacity: usize) -> Self {
+        let mut e = Self::new(
+            ErrorKind::NotificationOverflow,
+            format!(
+                "{dropped} notification(s) dropped: the queue (capacity {capacity}) was full; pull faster or raise the capacity"
+            ),
+        );
+        e.0.dropped = dropped;
+        e
+    }
+
+    /// An error reported by the server.
+    pub fn server(db: DbError) -> Self {
+        let mut e = Self::new(ErrorKind::Server, db.to_string());
+        e.0.db = Some(db);
+        e
+    }
+
+    /// An I/O failure, with `context` saying what we were doing.
+    pub fn io(context: &'static str, e: io::Error) -> Self {
+        Self::new(ErrorKind::Io, format!("{context}: {e}")).with_source(e)
+    }
+
+    /// A timeout, with `context` saying what was waited for.
+    pub fn timeout(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Timeout, context)
+    }
+
+    /// A bad configuration value.
+    pub fn config(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.0.kind).field("message", &self.0.message);
+        if let Some(source) = &self.0.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match (&self.0.source, &self.0.db) {
+            (Some(s), _) => Some(&**s as &(dyn StdError + 'static)),
+            (None, Some(db)) => Some(db),
+            (None, None) => None,
+        }
+    }
+}

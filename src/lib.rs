@@ -1,0 +1,39 @@
+//! # pg-transport
+//!
+//! The transport layer of a PostgreSQL wire-protocol (3.0) client: buffers,
+//! framing, the backend-message parser, frontend encoders, and notice and
+//! notification dispatch.
+//!
+//! ```text
+//!  protocol/  sans-IO: bytes -> Message<B>, frontend messages -> bytes
+//!  buffer/    RecvBuf (read position, deferred compaction), SendBuf
+//!  session/   sans-IO connection core: state machine, next_message(), dispatch
+//!  error      one Error with a matchable ErrorKind
+//! ```
+//!
+//! The core is a value you feed: give a [`Session`] bytes, take messages out.
+//!
+//! ```
+//! use pg_transport::{Session, SessionConfig, protocol::Message};
+//!
+//! let mut session = Session::new(SessionConfig::default());
+//! session.startup(&[("user", "app")])?;
+//! // AuthenticationOk, then ReadyForQuery(idle), as the server sends them.
+//! session.feed(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I")?;
+//! assert!(matches!(session.next_message()?, Some(Message::Authentication(_))));
+//! assert!(matches!(session.next_message()?, Some(Message::ReadyForQuery(_))));
+//! assert!(session.next_message()?.is_none());
+//! # Ok::<(), pg_transport::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod buffer;
+pub mod error;
+#[doc(hidden)]
+pub mod internal;
+pub mod protocol;
+pub mod session;
+
+pub use error::{Error, ErrorKind, Result};
+pub use protocol::{DbError, Message, SqlState, TransactionStatus};
+pub use session::{Notification, NotificationDelivery, RowBuffer, RowCounter, RowSink, Session, SessionConfig, State};

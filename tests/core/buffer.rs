@@ -1,0 +1,129 @@
+//! Group C scenarios that need no socket: framing across reads, large messages,
+//! the size cap; D50 (empty send buffer).
+
+use pg_transport::protocol::Message;
+use pg_transport::{ErrorKind, SessionConfig, State};
+
+use crate::support::*;
+
+fn stream() -> Vec<u8> {
+    concat(&[
+        row_description(&["a", "b"]),
+        data_row(&[Some(b"1"), None]),
+        notice(&[(b'S', "NOTICE"), (b'M', "n")]),
+        data_row(&[Some(b"22"), Some(b"xyz")]),
+        parameter_status("TimeZone", "UTC"),
+        command_complete("SELECT 2"),
+        ready(b'I'),
+    ])
+}
+
+fn drain(s: &mut pg_transport::Session, out: &mut Vec<String>) {
+    while let Some(m) = s.next_message().unwrap() {
+        out.push(format!("{m:?}"));
+    }
+}
+
+#[test]
+fn c42_every_split_point_parses_identically() {
+    let bytes = stream();
+    let mut whole = busy_session();
+    whole.feed(&bytes).unwrap();
+    let mut expected = Vec::new();
+    drain(&mut whole, &mut expected);
+    assert_eq!(expected.len(), 5);
+
+    // One byte per read.
+    let mut s = busy_session();
+    let mut got = Vec::new();
+    for b in &bytes {
+        s.feed(std::slice::from_ref(b)).unwrap();
+        drain(&mut s, &mut got);
+    }
+    assert_eq!(got, expected);
+
+    // Every two-way split.
+    for cut in 0..=bytes.len() {
+        let mut s = busy_session();
+        let mut got = Vec::new();
+        s.feed(&bytes[..cut]).unwrap();
+        drain(&mut s, &mut got);
+        s.feed(&bytes[cut..]).unwrap();
+        drain(&mut s, &mut got);
+        assert_eq!(got, expected, "cut at {cut}");
+        assert!(s.recv_buf().is_empty());
+    }
+}
+
+#[test]
+fn c43_five_megabyte_message_across_many_reads_then_shrink() {
+    let mut s = busy_session();
+    let payload: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let bytes = concat(&[data_row(&[Some(&payload)]), command_complete("SELECT 1")]);
+    let mut reads = 0;
+    for chunk in bytes.chunks(64 * 1024 - 7) {
+        let buf = s.prepare_read().unwrap();
+        assert!(buf.capacity() - buf.len() >= chunk.len().min(8 * 1024));
+        buf.extend_from_slice(chunk);
+        s.commit_read(chunk.len());
+        reads += 1;
+        if let Some(Message::DataRow(row)) = s.next_message().unwrap() {
+            assert_eq!(row.columns().next().unwrap().unwrap(), &payload[..], "reassembled exactly");
+        }
+    }
+    assert!(reads > 50);
+    assert!(matches!(s.next_message().unwrap(), Some(Message::CommandComplete { .. })));
+    assert!(s.recv_buf().capacity() >= payload.len(), "grew to hold the message");
+    s.prepare_read().unwrap();
+    assert!(s.recv_buf().capacity() <= 256 * 1024, "shrank back: {}", s.recv_buf().capacity());
+}
+
+#[test]
+fn c44_oversized_header_refused_before_any_body() {
+    let config = SessionConfig { max_message_len: 1024 * 1024, ..SessionConfig::default() };
+    let mut s = ready_session(config);
+    s.query("SELECT big").unwrap();
+    let mut header = vec![b'D'];
+    header.extend_from_slice(&(2 * 1024 * 1024i32).to_be_bytes());
+    s.feed(&header).unwrap();
+    let cap = s.recv_buf().capacity();
+    let e = s.next_message().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol);
+    assert!(e.to_string().contains("limit"), "{e}");
+    assert_eq!(s.state(), State::Closed);
+    // No further reads: the buffer is not handed out again, and never grew.
+    assert_eq!(s.prepare_read().unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(s.recv_buf().capacity(), cap);
+}
+
+#[test]
+fn c44_prepare_read_refuses_oversized_header_without_growing() {
+    let config = SessionConfig { max_message_len: 1024 * 1024, ..SessionConfig::default() };
+    let mut s = ready_session(config);
+    let mut header = vec![b'd'];
+    header.extend_from_slice(&(i32::MAX).to_be_bytes());
+    s.feed(&header).unwrap();
+    let cap = s.recv_buf().capacity();
+    let e = s.prepare_read().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    assert_eq!(s.recv_buf().capacity(), cap, "the hostile length reserved nothing");
+    assert!(cap < 1024 * 1024);
+}
+
+#[test]
+fn c48_length_three_mid_query_is_a_protocol_error() {
+    let mut s = busy_session();
+    s.feed(&concat(&[data_row(&[Some(b"1")]), b"C\0\0\0\x03".to_vec()])).unwrap();
+    assert!(matches!(s.next_message().unwrap(), Some(Message::DataRow(_))));
+    let e = s.next_message().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol);
+    assert!(e.to_string().contains("Invalid message length"), "{e}");
+    assert_eq!(s.state(), State::Closed);
+}
+
+#[test]
+fn d50_empty_send_buffer_has_nothing_to_write() {
+    let mut s = ready_session(SessionConfig::default());
+    assert!(s.send_buf().is_empty());
+    assert_eq!(s.send_buf().pending(), b"");
+}
