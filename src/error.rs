@@ -120,12 +120,19 @@ impl Error {
 
     /// A broken backend stream found by the parser.
     pub(crate) fn protocol(e: ProtocolError) -> Self {
-        Self::new(ErrorKind::Protocol, format!("protocol error, connection closed: {e}")).with_source(e)
+        Self::new(
+            ErrorKind::Protocol,
+            format!("protocol error, connection closed: {e}"),
+        )
+        .with_source(e)
     }
 
     /// A well-formed message that makes no sense where it arrived.
     pub(crate) fn protocol_violation(message: String) -> Self {
-        Self::new(ErrorKind::Protocol, format!("protocol error, connection closed: {message}"))
+        Self::new(
+            ErrorKind::Protocol,
+            format!("protocol error, connection closed: {message}"),
+        )
     }
 
     pub(crate) fn closed(message: impl Into<Cow<'static, str>>) -> Self {
@@ -137,7 +144,11 @@ impl Error {
     }
 
     pub(crate) fn invalid_input(e: EncodeError) -> Self {
-        Self::new(ErrorKind::InvalidInput, format!("invalid input, nothing sent: {e}")).with_source(e)
+        Self::new(
+            ErrorKind::InvalidInput,
+            format!("invalid input, nothing sent: {e}"),
+        )
+        .with_source(e)
     }
 
     pub(crate) fn unsupported(message: &'static str) -> Self {
@@ -185,7 +196,8 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.0.kind).field("message", &self.0.message);
+        d.field("kind", &self.0.kind)
+            .field("message", &self.0.message);
         if let Some(source) = &self.0.source {
             d.field("source", source);
         }

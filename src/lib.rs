@@ -36,4 +36,7 @@ pub mod session;
 
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::{DbError, Message, SqlState, TransactionStatus};
-pub use session::{Notification, NotificationDelivery, RowBuffer, RowCounter, RowSink, Session, SessionConfig, State};
+pub use session::{
+    Notification, NotificationDelivery, RowBuffer, RowCounter, RowSink, Session, SessionConfig,
+    State,
+};

@@ -1,2 +1,168 @@
-//! Placeholder; replaced below.
-fn main() {}
+//! `pg-sim`: runs pg-transport scenarios from seeds and prints a summary.
+//!
+//! ```text
+//! cargo sim                         # 1000 seeds over every scenario
+//! cargo sim --seeds 10000           # more
+//! cargo sim --seed 0x1234abcd --scenario query-stream   # replay one
+//! ```
+//! Every failure prints the exact command that replays it.
+
+mod scenario;
+mod seed;
+mod server;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use scenario::{ALL, Scenario};
+use seed::Seed;
+
+struct Args {
+    seeds: u64,
+    seed: Option<Seed>,
+    base: u64,
+    scenario: Option<&'static Scenario>,
+    quiet: bool,
+}
+
+const USAGE: &str =
+    "usage: pg-sim [--seeds N] [--seed S] [--base B] [--scenario NAME] [--quiet] [--list]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        seeds: 1000,
+        seed: None,
+        base: 0x5EED,
+        scenario: None,
+        quiet: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--seeds" => args.seeds = value()?.parse().map_err(|e| format!("--seeds: {e}"))?,
+            "--seed" => {
+                let v = value()?;
+                args.seed =
+                    Some(Seed::parse(&v).ok_or_else(|| format!("--seed: not a number: {v}"))?);
+            }
+            "--base" => {
+                let v = value()?;
+                args.base = Seed::parse(&v)
+                    .ok_or_else(|| format!("--base: not a number: {v}"))?
+                    .0;
+            }
+            "--scenario" => {
+                let v = value()?;
+                args.scenario = Some(scenario::find(&v).ok_or_else(|| {
+                    let names: Vec<&str> = ALL.iter().map(|s| s.name).collect();
+                    format!("unknown scenario {v:?}; known: {}", names.join(", "))
+                })?);
+            }
+            "--quiet" => args.quiet = true,
+            "--list" => {
+                for s in ALL {
+                    println!("{:<16} {}", s.name, s.about);
+                }
+                std::process::exit(0);
+            }
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    faults: u64,
+    failures: u64,
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let scenarios: Vec<&Scenario> = match args.scenario {
+        Some(s) => vec![s],
+        None => ALL.iter().collect(),
+    };
+    let commit = option_env!("PG_SIM_COMMIT").unwrap_or("local");
+    let seeds: Vec<Seed> = match args.seed {
+        Some(s) => vec![s],
+        None => (0..args.seeds).map(|i| Seed::nth(args.base, i)).collect(),
+    };
+    println!(
+        "pg-sim: {} seed(s) from base 0x{:x} over {} scenario(s)",
+        seeds.len(),
+        args.base,
+        scenarios.len()
+    );
+    let started = Instant::now();
+    let mut tallies: Vec<Tally> = scenarios.iter().map(|_| Tally::default()).collect();
+    let mut replays = Vec::new();
+    let step = (seeds.len() / 20).max(1);
+    for (i, seed) in seeds.iter().enumerate() {
+        for (scenario, tally) in scenarios.iter().zip(&mut tallies) {
+            let outcome = (scenario.run)(*seed);
+            if args.seed.is_some() {
+                println!("-- {} seed {seed}: transcript", scenario.name);
+                for line in &outcome.transcript {
+                    println!("   {line}");
+                }
+            }
+            tally.runs += 1;
+            tally.faults += u64::from(outcome.faults);
+            if let Err(why) = outcome.result {
+                tally.failures += 1;
+                replays.push(format!(
+                    "FAIL {} seed {seed}: {why}\n  replay: cargo sim --seed {seed} --scenario {}  # commit {commit}",
+                    scenario.name, scenario.name
+                ));
+            }
+        }
+        if !args.quiet && (i + 1) % step == 0 {
+            let done = (i + 1) * 100 / seeds.len();
+            print!("\r[{:<20}] {done:>3}%", "#".repeat(done / 5));
+            let _ = std::io::stdout().flush();
+        }
+    }
+    if !args.quiet {
+        println!();
+    }
+    println!(
+        "\n{:<16} {:>8} {:>8} {:>9}",
+        "scenario", "runs", "faults", "failures"
+    );
+    for (scenario, t) in scenarios.iter().zip(&tallies) {
+        println!(
+            "{:<16} {:>8} {:>8} {:>9}",
+            scenario.name, t.runs, t.faults, t.failures
+        );
+    }
+    let failed: u64 = tallies.iter().map(|t| t.failures).sum();
+    let runs: u64 = tallies.iter().map(|t| t.runs).sum();
+    println!("\n{runs} runs in {:.2?}", started.elapsed());
+    for r in replays.iter().take(20) {
+        println!("{r}");
+    }
+    if replays.len() > 20 {
+        println!("... and {} more failures", replays.len() - 20);
+    }
+    if failed == 0 {
+        println!("sim: {runs} passed, 0 failed");
+        ExitCode::SUCCESS
+    } else {
+        println!("sim: {} passed, {failed} failed", runs - failed);
+        ExitCode::FAILURE
+    }
+}

@@ -214,7 +214,11 @@ mod tests {
         assert_eq!(buf.position(), 2, "no compaction per message");
         assert_eq!(buf.unread(), b"cdef");
         let room = buf.prepare_read(0);
-        assert_eq!(&room[..], b"abcdef", "enough room at the end: nothing moved");
+        assert_eq!(
+            &room[..],
+            b"abcdef",
+            "enough room at the end: nothing moved"
+        );
         // Ask for more than the end has: now the unread bytes move to the front.
         let cap = buf.capacity();
         buf.prepare_read(cap);
@@ -258,7 +262,11 @@ mod tests {
         buf.extend_from_slice(b"tail");
         let _ = buf.take(big.len());
         buf.prepare_read(0);
-        assert!(buf.capacity() <= 64 * 1024, "capacity {} after shrink", buf.capacity());
+        assert!(
+            buf.capacity() <= 64 * 1024,
+            "capacity {} after shrink",
+            buf.capacity()
+        );
         assert_eq!(buf.unread(), b"tail");
     }
 }

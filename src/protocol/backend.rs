@@ -131,7 +131,11 @@ pub fn parse_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, Protoc
         _ => return Err(ProtocolError::InvalidLength { tag, len: raw }),
     };
     if len > max_len {
-        return Err(ProtocolError::MessageTooLarge { tag, len, max: max_len });
+        return Err(ProtocolError::MessageTooLarge {
+            tag,
+            len,
+            max: max_len,
+        });
     }
     Ok(Some(Header { tag, len }))
 }
@@ -143,7 +147,10 @@ pub fn parse_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, Protoc
 ///
 /// # Errors
 /// Any [`ProtocolError`] of the header or the body.
-#[expect(clippy::type_complexity, reason = "a named pair type would only rename this tuple")]
+#[expect(
+    clippy::type_complexity,
+    reason = "a named pair type would only rename this tuple"
+)]
 pub fn parse_message(
     buf: &[u8],
     max_len: usize,
@@ -312,10 +319,12 @@ impl<B: AsRef<[u8]>> CopyResponse<B> {
 
     /// Per-column formats: 0 text, 1 binary.
     pub fn column_formats(&self) -> impl Iterator<Item = i16> {
-        self.formats
-            .as_ref()
-            .chunks_exact(2)
-            .map(|c| i16::from_be_bytes([c.first().copied().unwrap_or(0), c.last().copied().unwrap_or(0)]))
+        self.formats.as_ref().chunks_exact(2).map(|c| {
+            i16::from_be_bytes([
+                c.first().copied().unwrap_or(0),
+                c.last().copied().unwrap_or(0),
+            ])
+        })
     }
 }
 
@@ -367,7 +376,10 @@ impl<B: AsRef<[u8]>> NegotiateProtocolVersion<B> {
 
     /// The unrecognised option names.
     pub fn options(&self) -> impl Iterator<Item = &[u8]> {
-        self.options.as_ref().split(|&b| b == 0).take(self.option_count)
+        self.options
+            .as_ref()
+            .split(|&b| b == 0)
+            .take(self.option_count)
     }
 }
 
@@ -386,9 +398,15 @@ pub fn parse_body<'a, B>(
         DATA_ROW_TAG => return DataRow::parse(body, map).map(Message::DataRow),
         COPY_DATA_TAG => return Ok(Message::CopyData(map(body))),
         AUTHENTICATION_TAG => return parse_authentication(r, map).map(Message::Authentication),
-        ERROR_RESPONSE_TAG => return Fields::parse(body, "ErrorResponse", map).map(Message::ErrorResponse),
-        NOTICE_RESPONSE_TAG => return Fields::parse(body, "NoticeResponse", map).map(Message::NoticeResponse),
-        ROW_DESCRIPTION_TAG => return RowDescription::parse(body, map).map(Message::RowDescription),
+        ERROR_RESPONSE_TAG => {
+            return Fields::parse(body, "ErrorResponse", map).map(Message::ErrorResponse);
+        }
+        NOTICE_RESPONSE_TAG => {
+            return Fields::parse(body, "NoticeResponse", map).map(Message::NoticeResponse);
+        }
+        ROW_DESCRIPTION_TAG => {
+            return RowDescription::parse(body, map).map(Message::RowDescription);
+        }
         COMMAND_COMPLETE_TAG => Message::CommandComplete {
             tag: map(r.cstr("CommandComplete.tag")?),
         },
@@ -519,7 +537,9 @@ fn parse_authentication<'a, B>(
                 }
             }
             let used = start.len() - r.remaining();
-            let raw = start.get(..used).ok_or(ProtocolError::MissingData("AuthenticationSASL"))?;
+            let raw = start
+                .get(..used)
+                .ok_or(ProtocolError::MissingData("AuthenticationSASL"))?;
             Authentication::Sasl(SaslMechanisms { raw: map(raw) })
         }
         11 | 12 => {
@@ -562,7 +582,10 @@ fn parse_copy_response<'a, B>(
         if pair != [0, 0] && pair != [0, 1] {
             return Err(ProtocolError::InvalidValue {
                 field: "CopyResponse.column_format",
-                value: i64::from(pair.first_chunk::<2>().map_or(0, |a| i16::from_be_bytes(*a))),
+                value: i64::from(
+                    pair.first_chunk::<2>()
+                        .map_or(0, |a| i16::from_be_bytes(*a)),
+                ),
             });
         }
     }
@@ -593,16 +616,18 @@ fn parse_negotiate<'a, B>(
     // Each option takes at least its NUL: refuse a count the body cannot hold
     // before walking it.
     if count > r.remaining() {
-        return Err(ProtocolError::MissingData("NegotiateProtocolVersion.option"));
+        return Err(ProtocolError::MissingData(
+            "NegotiateProtocolVersion.option",
+        ));
     }
     let start = r.rest();
     for _ in 0..count {
         r.cstr("NegotiateProtocolVersion.option")?;
     }
     let used = start.len() - r.remaining();
-    let options = start
-        .get(..used)
-        .ok_or(ProtocolError::MissingData("NegotiateProtocolVersion.option"))?;
+    let options = start.get(..used).ok_or(ProtocolError::MissingData(
+        "NegotiateProtocolVersion.option",
+    ))?;
     Ok(NegotiateProtocolVersion {
         newest_minor,
         option_count: count,

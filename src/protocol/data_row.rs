@@ -14,7 +14,10 @@ pub struct DataRow<B> {
 
 impl<B> DataRow<B> {
     /// Validates a DataRow body (everything after the header).
-    pub(crate) fn parse<'a>(body: &'a [u8], map: impl Fn(&'a [u8]) -> B) -> Result<Self, ProtocolError> {
+    pub(crate) fn parse<'a>(
+        body: &'a [u8],
+        map: impl Fn(&'a [u8]) -> B,
+    ) -> Result<Self, ProtocolError> {
         let mut r = Reader::new(body);
         let count = r.count16("DataRow.column_count")?;
         let columns = r.rest();
@@ -125,7 +128,10 @@ pub struct FieldDescription<'a> {
 const FIELD_META_LEN: usize = 4 + 2 + 4 + 2 + 4 + 2;
 
 impl<B> RowDescription<B> {
-    pub(crate) fn parse<'a>(body: &'a [u8], map: impl Fn(&'a [u8]) -> B) -> Result<Self, ProtocolError> {
+    pub(crate) fn parse<'a>(
+        body: &'a [u8],
+        map: impl Fn(&'a [u8]) -> B,
+    ) -> Result<Self, ProtocolError> {
         let mut r = Reader::new(body);
         let count = r.count16("RowDescription.field_count")?;
         let fields = r.rest();

@@ -200,7 +200,9 @@ impl DbError {
 
     /// The severity to act on: the non-localized one when the server sent it.
     pub fn severity_code(&self) -> &str {
-        self.severity_nonlocalized.as_deref().unwrap_or(&self.severity)
+        self.severity_nonlocalized
+            .as_deref()
+            .unwrap_or(&self.severity)
     }
 
     /// Renders like psql, with the `LINE n:` excerpt and caret that psql prints

@@ -96,7 +96,11 @@ pub fn cancel_request(
     process_id: i32,
     secret_key: &[u8],
 ) -> Result<(), EncodeError> {
-    check_len("CancelRequest secret key", secret_key.len(), super::limits::MAX_CANCEL_KEY_LEN)?;
+    check_len(
+        "CancelRequest secret key",
+        secret_key.len(),
+        super::limits::MAX_CANCEL_KEY_LEN,
+    )?;
     message(buf, None, "CancelRequest", |buf| {
         buf.put_i32(CANCEL_REQUEST_CODE);
         buf.put_i32(process_id);
@@ -126,12 +130,17 @@ pub fn sasl_initial_response(
     data: &[u8],
 ) -> Result<(), EncodeError> {
     let data_len = i32_len("SASL initial response", data.len())?;
-    message(buf, Some(PASSWORD_MESSAGE_TAG), "SASLInitialResponse", |buf| {
-        put_cstr(buf, mechanism.as_bytes(), "SASL mechanism")?;
-        buf.put_i32(data_len);
-        buf.put_slice(data);
-        Ok(())
-    })
+    message(
+        buf,
+        Some(PASSWORD_MESSAGE_TAG),
+        "SASLInitialResponse",
+        |buf| {
+            put_cstr(buf, mechanism.as_bytes(), "SASL mechanism")?;
+            buf.put_i32(data_len);
+            buf.put_slice(data);
+            Ok(())
+        },
+    )
 }
 
 /// SASLResponse: a client message in the SASL exchange.
@@ -339,9 +348,7 @@ fn message(
     }
     let len_at = buf.len();
     buf.put_i32(0);
-    let result = body(buf).and_then(|()| {
-        check_len(what, buf.len() - len_at, i32::MAX as usize)
-    });
+    let result = body(buf).and_then(|()| check_len(what, buf.len() - len_at, i32::MAX as usize));
     match result {
         Ok(()) => {
             backfill(buf, len_at);

@@ -38,6 +38,6 @@ pub const MAX_FRONTEND_BODY_LEN: usize = i32::MAX as usize - 4;
 /// server's per-message buffer (and ours) small while amortising the header.
 pub const MAX_COPY_DATA_CHUNK: usize = 1 << 20;
 
-/// Default cap on the bytes a [`RowBuffer`](crate::session::RowBuffer) holds: its
+/// Default cap on the bytes a session `RowBuffer` holds: its
 /// offsets are `i32`, as in the original design.
 pub const DEFAULT_ROW_BUFFER_LIMIT: usize = i32::MAX as usize;

@@ -22,7 +22,9 @@ pub mod frontend;
 pub mod limits;
 mod reader;
 
-pub use backend::{Authentication, Header, Message, TransactionStatus, parse_body, parse_header, parse_message};
+pub use backend::{
+    Authentication, Header, Message, TransactionStatus, parse_body, parse_header, parse_message,
+};
 pub use data_row::{Columns, DataRow, FieldDescription, RowDescription};
 pub use error::{EncodeError, ProtocolError};
 pub use fields::{DbError, Fields, SqlState};

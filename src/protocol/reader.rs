@@ -24,7 +24,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Takes exactly `n` bytes.
-    pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], ProtocolError> {
+    pub(crate) fn take(
+        &mut self,
+        n: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], ProtocolError> {
         if n > self.rest.len() {
             return Err(ProtocolError::MissingData(field));
         }

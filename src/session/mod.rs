@@ -31,12 +31,13 @@ use bytes::{Bytes, BytesMut};
 use crate::buffer::{RecvBuf, RecvBufConfig, SendBuf};
 use crate::error::Error;
 use crate::protocol::backend::{
-    self, DATA_ROW_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG, NOTICE_RESPONSE_TAG, NOTIFICATION_RESPONSE_TAG,
-    PARAMETER_STATUS_TAG,
+    self, DATA_ROW_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG, NOTICE_RESPONSE_TAG,
+    NOTIFICATION_RESPONSE_TAG, PARAMETER_STATUS_TAG,
 };
 use crate::protocol::limits::{DEFAULT_MAX_MESSAGE_LEN, HEADER_LEN};
 use crate::protocol::{
-    Authentication, DataRow, DbError, EncodeError, Header, Message, ProtocolError, TransactionStatus, frontend,
+    Authentication, DataRow, DbError, EncodeError, Header, Message, ProtocolError,
+    TransactionStatus, frontend,
 };
 
 pub use dispatch::{Notification, NotificationDelivery, NotificationQueue};
@@ -188,7 +189,9 @@ impl Session {
     /// A state error unless `Connecting`; an invalid-input error for a bad
     /// parameter (state and send buffer unchanged).
     pub fn startup(&mut self, params: &[(&str, &str)]) -> Result<(), Error> {
-        self.transition_with(State::Connecting, Event::StartupSent, |buf| frontend::startup(buf, params))
+        self.transition_with(State::Connecting, Event::StartupSent, |buf| {
+            frontend::startup(buf, params)
+        })
     }
 
     /// Encodes a simple Query and moves to `Busy`.
@@ -293,7 +296,10 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::next_message`]; a row the sink refuses is a protocol error.
-    pub fn next_message_with(&mut self, rows: &mut dyn RowSink) -> Result<Option<Message<&[u8]>>, Error> {
+    pub fn next_message_with(
+        &mut self,
+        rows: &mut dyn RowSink,
+    ) -> Result<Option<Message<&[u8]>>, Error> {
         self.next_borrowed(Some(rows))
     }
 
@@ -315,11 +321,18 @@ impl Session {
         Ok(Some(msg))
     }
 
-    fn next_borrowed(&mut self, rows: Option<&mut dyn RowSink>) -> Result<Option<Message<&[u8]>>, Error> {
+    fn next_borrowed(
+        &mut self,
+        rows: Option<&mut dyn RowSink>,
+    ) -> Result<Option<Message<&[u8]>>, Error> {
         let Some(header) = self.skip_internal(rows)? else {
             return Ok(None);
         };
-        let body = self.recv.take(header.len).get(HEADER_LEN..).unwrap_or_default();
+        let body = self
+            .recv
+            .take(header.len)
+            .get(HEADER_LEN..)
+            .unwrap_or_default();
         let msg = match backend::parse_body(header.tag, body, |s| s) {
             Ok(msg) => msg,
             Err(e) => return Err(self.core.protocol_failure(e)),
@@ -330,10 +343,14 @@ impl Session {
 
     /// Consumes every buffered message the caller does not see and returns the
     /// header of the next one it does, left unconsumed; `None` if incomplete.
-    fn skip_internal(&mut self, mut rows: Option<&mut dyn RowSink>) -> Result<Option<Header>, Error> {
+    fn skip_internal(
+        &mut self,
+        mut rows: Option<&mut dyn RowSink>,
+    ) -> Result<Option<Header>, Error> {
         self.core.check_open()?;
         loop {
-            let header = match backend::parse_header(self.recv.unread(), self.core.max_message_len) {
+            let header = match backend::parse_header(self.recv.unread(), self.core.max_message_len)
+            {
                 Ok(Some(h)) if h.len <= self.recv.len() => h,
                 Ok(_) => return Ok(None),
                 Err(e) => return Err(self.core.protocol_failure(e)),
@@ -341,13 +358,20 @@ impl Session {
             let to_sink = header.tag == DATA_ROW_TAG && rows.is_some();
             let internal = matches!(
                 header.tag,
-                NOTICE_RESPONSE_TAG | NOTIFICATION_RESPONSE_TAG | PARAMETER_STATUS_TAG | NEGOTIATE_PROTOCOL_VERSION_TAG
+                NOTICE_RESPONSE_TAG
+                    | NOTIFICATION_RESPONSE_TAG
+                    | PARAMETER_STATUS_TAG
+                    | NEGOTIATE_PROTOCOL_VERSION_TAG
             );
             if !to_sink && !internal {
                 return Ok(Some(header));
             }
             // Advance first: whatever happens to this message, it is never parsed twice.
-            let body = self.recv.take(header.len).get(HEADER_LEN..).unwrap_or_default();
+            let body = self
+                .recv
+                .take(header.len)
+                .get(HEADER_LEN..)
+                .unwrap_or_default();
             let result = match rows.as_deref_mut() {
                 Some(sink) if to_sink => DataRow::parse(body, |s| s).and_then(|row| sink.row(row)),
                 _ => backend::parse_body(header.tag, body, |s| s).map(|msg| self.core.absorb(&msg)),
@@ -426,7 +450,9 @@ impl Core {
             }
             Err(t) => {
                 self.state = State::Closed;
-                Err(Error::protocol_violation(format!("unexpected message from the server: {t}")))
+                Err(Error::protocol_violation(format!(
+                    "unexpected message from the server: {t}"
+                )))
             }
         }
     }
@@ -441,7 +467,11 @@ impl Core {
     fn absorb<B: AsRef<[u8]>>(&mut self, msg: &Message<B>) {
         match msg {
             Message::NoticeResponse(fields) => self.dispatch.notice(&fields.to_db_error()),
-            Message::NotificationResponse { process_id, channel, payload } => {
+            Message::NotificationResponse {
+                process_id,
+                channel,
+                payload,
+            } => {
                 self.dispatch.notification(Notification {
                     process_id: *process_id,
                     channel: lossy(channel),
@@ -454,7 +484,10 @@ impl Core {
             Message::NegotiateProtocolVersion(n) => {
                 self.negotiation = Some(ProtocolNegotiation {
                     newest_minor: n.newest_minor(),
-                    unsupported_options: n.options().map(|o| String::from_utf8_lossy(o).into_owned()).collect(),
+                    unsupported_options: n
+                        .options()
+                        .map(|o| String::from_utf8_lossy(o).into_owned())
+                        .collect(),
                 });
             }
             _ => {}
@@ -472,14 +505,19 @@ impl Core {
             Message::CopyOutResponse(_) => self.apply(Event::CopyOutResponse),
             Message::CopyBothResponse(_) => {
                 self.state = State::Closed;
-                Err(Error::unsupported("CopyBothResponse: replication streams are not supported"))
+                Err(Error::unsupported(
+                    "CopyBothResponse: replication streams are not supported",
+                ))
             }
             Message::CopyDone | Message::CommandComplete { .. } | Message::ErrorResponse(_)
                 if matches!(self.state, State::CopyIn | State::CopyOut) =>
             {
                 self.apply(Event::CopyEnded)
             }
-            Message::BackendKeyData { process_id, secret_key } => {
+            Message::BackendKeyData {
+                process_id,
+                secret_key,
+            } => {
                 self.backend_key = Some(BackendKey {
                     process_id: *process_id,
                     secret_key: secret_key.as_ref().to_vec(),
@@ -488,7 +526,9 @@ impl Core {
             }
             Message::Authentication(auth) => match auth {
                 Authentication::KerberosV5 => Err(self.unsupported_auth("Kerberos V5")),
-                Authentication::Gss | Authentication::GssContinue(_) => Err(self.unsupported_auth("GSSAPI")),
+                Authentication::Gss | Authentication::GssContinue(_) => {
+                    Err(self.unsupported_auth("GSSAPI"))
+                }
                 Authentication::Sspi => Err(self.unsupported_auth("SSPI")),
                 _ => Ok(()),
             },
@@ -508,4 +548,3 @@ impl Core {
 fn lossy<B: AsRef<[u8]>>(b: &B) -> String {
     String::from_utf8_lossy(b.as_ref()).into_owned()
 }
-

@@ -127,7 +127,8 @@ impl RowSink for RowBuffer {
             match column {
                 None => self.columns.push((offset, -1)),
                 Some(bytes) => {
-                    self.columns.push((offset, i32::try_from(bytes.len()).unwrap_or(i32::MAX)));
+                    self.columns
+                        .push((offset, i32::try_from(bytes.len()).unwrap_or(i32::MAX)));
                     self.data.extend_from_slice(bytes);
                 }
             }

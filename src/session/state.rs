@@ -64,7 +64,11 @@ pub struct InvalidTransition {
 
 impl fmt::Display for InvalidTransition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} is not expected in state {:?}", self.event, self.state)
+        write!(
+            f,
+            "{:?} is not expected in state {:?}",
+            self.event, self.state
+        )
     }
 }
 
@@ -91,7 +95,10 @@ impl State {
         match (self, event) {
             (Self::Closed, _) | (_, E::Close) => Ok(Self::Closed),
             (Self::Connecting, E::StartupSent) => Ok(Self::Authenticating),
-            (Self::Authenticating | Self::Busy | Self::CopyIn | Self::CopyOut, E::ReadyForQuery) => Ok(Self::Ready),
+            (
+                Self::Authenticating | Self::Busy | Self::CopyIn | Self::CopyOut,
+                E::ReadyForQuery,
+            ) => Ok(Self::Ready),
             (Self::Ready, E::RequestSent) => Ok(Self::Busy),
             (Self::Busy, E::CopyInResponse) => Ok(Self::CopyIn),
             (Self::Busy, E::CopyOutResponse) => Ok(Self::CopyOut),

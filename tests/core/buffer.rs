@@ -68,19 +68,36 @@ fn c43_five_megabyte_message_across_many_reads_then_shrink() {
         s.commit_read(chunk.len());
         reads += 1;
         if let Some(Message::DataRow(row)) = s.next_message().unwrap() {
-            assert_eq!(row.columns().next().unwrap().unwrap(), &payload[..], "reassembled exactly");
+            assert_eq!(
+                row.columns().next().unwrap().unwrap(),
+                &payload[..],
+                "reassembled exactly"
+            );
         }
     }
     assert!(reads > 50);
-    assert!(matches!(s.next_message().unwrap(), Some(Message::CommandComplete { .. })));
-    assert!(s.recv_buf().capacity() >= payload.len(), "grew to hold the message");
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::CommandComplete { .. })
+    ));
+    assert!(
+        s.recv_buf().capacity() >= payload.len(),
+        "grew to hold the message"
+    );
     s.prepare_read().unwrap();
-    assert!(s.recv_buf().capacity() <= 256 * 1024, "shrank back: {}", s.recv_buf().capacity());
+    assert!(
+        s.recv_buf().capacity() <= 256 * 1024,
+        "shrank back: {}",
+        s.recv_buf().capacity()
+    );
 }
 
 #[test]
 fn c44_oversized_header_refused_before_any_body() {
-    let config = SessionConfig { max_message_len: 1024 * 1024, ..SessionConfig::default() };
+    let config = SessionConfig {
+        max_message_len: 1024 * 1024,
+        ..SessionConfig::default()
+    };
     let mut s = ready_session(config);
     s.query("SELECT big").unwrap();
     let mut header = vec![b'D'];
@@ -98,7 +115,10 @@ fn c44_oversized_header_refused_before_any_body() {
 
 #[test]
 fn c44_prepare_read_refuses_oversized_header_without_growing() {
-    let config = SessionConfig { max_message_len: 1024 * 1024, ..SessionConfig::default() };
+    let config = SessionConfig {
+        max_message_len: 1024 * 1024,
+        ..SessionConfig::default()
+    };
     let mut s = ready_session(config);
     let mut header = vec![b'd'];
     header.extend_from_slice(&(i32::MAX).to_be_bytes());
@@ -106,15 +126,23 @@ fn c44_prepare_read_refuses_oversized_header_without_growing() {
     let cap = s.recv_buf().capacity();
     let e = s.prepare_read().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
-    assert_eq!(s.recv_buf().capacity(), cap, "the hostile length reserved nothing");
+    assert_eq!(
+        s.recv_buf().capacity(),
+        cap,
+        "the hostile length reserved nothing"
+    );
     assert!(cap < 1024 * 1024);
 }
 
 #[test]
 fn c48_length_three_mid_query_is_a_protocol_error() {
     let mut s = busy_session();
-    s.feed(&concat(&[data_row(&[Some(b"1")]), b"C\0\0\0\x03".to_vec()])).unwrap();
-    assert!(matches!(s.next_message().unwrap(), Some(Message::DataRow(_))));
+    s.feed(&concat(&[data_row(&[Some(b"1")]), b"C\0\0\0\x03".to_vec()]))
+        .unwrap();
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::DataRow(_))
+    ));
     let e = s.next_message().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
     assert!(e.to_string().contains("Invalid message length"), "{e}");

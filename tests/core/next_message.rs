@@ -10,11 +10,20 @@ use crate::support::*;
 #[test]
 fn b26_rows_counted_and_command_complete_returned() {
     let mut s = busy_session();
-    let stream = concat(&[data_row(&[Some(b"1")]), data_row(&[Some(b"2")]), command_complete("SELECT 2")]);
+    let stream = concat(&[
+        data_row(&[Some(b"1")]),
+        data_row(&[Some(b"2")]),
+        command_complete("SELECT 2"),
+    ]);
     s.feed(&stream).unwrap();
     let mut counter = RowCounter::default();
     let m = s.next_message_with(&mut counter).unwrap();
-    assert_eq!(m, Some(Message::CommandComplete { tag: &b"SELECT 2"[..] }));
+    assert_eq!(
+        m,
+        Some(Message::CommandComplete {
+            tag: &b"SELECT 2"[..]
+        })
+    );
     assert_eq!(counter.rows, 2);
     assert!(s.recv_buf().is_empty(), "position at the end");
     assert_eq!(s.recv_buf().position(), stream.len());
@@ -22,18 +31,28 @@ fn b26_rows_counted_and_command_complete_returned() {
 
 #[test]
 fn b27_skip_counts_and_a_row_buffer_decodes() {
-    let stream = concat(&[data_row(&[Some(b"a"), None]), data_row(&[Some(b"b"), Some(b"c")]), command_complete("SELECT 2")]);
+    let stream = concat(&[
+        data_row(&[Some(b"a"), None]),
+        data_row(&[Some(b"b"), Some(b"c")]),
+        command_complete("SELECT 2"),
+    ]);
 
     let mut s = busy_session();
     s.feed(&stream).unwrap();
     let mut counter = RowCounter::default();
-    assert!(matches!(s.next_message_with(&mut counter).unwrap(), Some(Message::CommandComplete { .. })));
+    assert!(matches!(
+        s.next_message_with(&mut counter).unwrap(),
+        Some(Message::CommandComplete { .. })
+    ));
     assert_eq!(counter.rows, 2);
 
     let mut s = busy_session();
     s.feed(&stream).unwrap();
     let mut rows = RowBuffer::default();
-    assert!(matches!(s.next_message_with(&mut rows).unwrap(), Some(Message::CommandComplete { .. })));
+    assert!(matches!(
+        s.next_message_with(&mut rows).unwrap(),
+        Some(Message::CommandComplete { .. })
+    ));
     assert_eq!(rows.len(), 2);
     assert_eq!(rows.get(0, 0), Some(Some(&b"a"[..])));
     assert_eq!(rows.get(0, 1), Some(None));
@@ -42,7 +61,10 @@ fn b27_skip_counts_and_a_row_buffer_decodes() {
     // Without a sink, DataRows are returned one by one.
     let mut s = busy_session();
     s.feed(&stream).unwrap();
-    assert!(matches!(s.next_message().unwrap(), Some(Message::DataRow(_))));
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::DataRow(_))
+    ));
 }
 
 #[test]
@@ -52,13 +74,28 @@ fn b28_partial_message_stays_buffered() {
     let partial = &command_complete("SELECT 1")[..7];
     s.feed(&complete).unwrap();
     s.feed(partial).unwrap();
-    assert!(matches!(s.next_message().unwrap(), Some(Message::RowDescription(_))));
-    assert!(matches!(s.next_message().unwrap(), Some(Message::DataRow(_))));
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::RowDescription(_))
+    ));
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::DataRow(_))
+    ));
     assert_eq!(s.next_message().unwrap(), None);
-    assert_eq!(s.recv_buf().position(), complete.len(), "pointer at the start of the partial message");
+    assert_eq!(
+        s.recv_buf().position(),
+        complete.len(),
+        "pointer at the start of the partial message"
+    );
     assert_eq!(s.recv_buf().unread(), partial, "partial bytes retained");
     s.feed(&command_complete("SELECT 1")[7..]).unwrap();
-    assert_eq!(s.next_message().unwrap(), Some(Message::CommandComplete { tag: &b"SELECT 1"[..] }));
+    assert_eq!(
+        s.next_message().unwrap(),
+        Some(Message::CommandComplete {
+            tag: &b"SELECT 1"[..]
+        })
+    );
 }
 
 #[test]
@@ -66,9 +103,9 @@ fn b29_notification_mid_result_is_dispatched_not_returned() {
     let mut s = busy_session();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let cb_seen = seen.clone();
-    s.set_notification_delivery(pg_transport::NotificationDelivery::Both(Box::new(move |n| {
-        cb_seen.lock().unwrap().push(n.payload.clone())
-    })));
+    s.set_notification_delivery(pg_transport::NotificationDelivery::Both(Box::new(
+        move |n| cb_seen.lock().unwrap().push(n.payload.clone()),
+    )));
     s.feed(&concat(&[
         row_description(&["x"]),
         notification(9, "ch", "first"),
@@ -76,19 +113,33 @@ fn b29_notification_mid_result_is_dispatched_not_returned() {
         command_complete("SELECT 0"),
     ]))
     .unwrap();
-    assert!(matches!(s.next_message().unwrap(), Some(Message::RowDescription(_))));
-    assert!(matches!(s.next_message().unwrap(), Some(Message::CommandComplete { .. })));
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::RowDescription(_))
+    ));
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::CommandComplete { .. })
+    ));
     assert_eq!(*seen.lock().unwrap(), ["first", "second"]);
     let a = s.pop_notification().unwrap().unwrap();
     let b = s.pop_notification().unwrap().unwrap();
-    assert_eq!((a.process_id, a.channel.as_str(), a.payload.as_str()), (9, "ch", "first"));
+    assert_eq!(
+        (a.process_id, a.channel.as_str(), a.payload.as_str()),
+        (9, "ch", "first")
+    );
     assert_eq!(b.payload, "second");
     assert!(s.pop_notification().is_none());
 }
 
 fn notice_stream(severity: &str) -> Vec<u8> {
     concat(&[
-        notice(&[(b'S', severity), (b'V', severity), (b'C', "01000"), (b'M', "careful now")]),
+        notice(&[
+            (b'S', severity),
+            (b'V', severity),
+            (b'C', "01000"),
+            (b'M', "careful now"),
+        ]),
         command_complete("DO"),
     ])
 }
@@ -99,10 +150,19 @@ fn b30_notice_goes_to_tracing_by_severity_when_no_callback() {
         let mut s = busy_session();
         s.feed(&notice_stream(severity)).unwrap();
         let log = capture_tracing(|| {
-            assert!(matches!(s.next_message().unwrap(), Some(Message::CommandComplete { .. })));
+            assert!(matches!(
+                s.next_message().unwrap(),
+                Some(Message::CommandComplete { .. })
+            ));
         });
-        let line = log.lines().find(|l| l.contains("careful now")).unwrap_or_else(|| panic!("no notice in {log:?}"));
-        assert!(line.starts_with(&format!("{level:>5}")) || line.trim_start().starts_with(level), "{line}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("careful now"))
+            .unwrap_or_else(|| panic!("no notice in {log:?}"));
+        assert!(
+            line.starts_with(&format!("{level:>5}")) || line.trim_start().starts_with(level),
+            "{line}"
+        );
         assert!(line.contains("pg_transport::notice"), "{line}");
         assert!(line.contains("01000"), "{line}");
     }
@@ -115,20 +175,41 @@ fn b30_notice_callback_gets_exactly_the_fields() {
     let sink = got.clone();
     s.set_notice_callback(move |n| sink.lock().unwrap().push(n.clone()));
     s.feed(&concat(&[
-        notice(&[(b'S', "NOTICE"), (b'C', "00000"), (b'M', "hello"), (b'D', "some detail"), (b'H', "a hint")]),
+        notice(&[
+            (b'S', "NOTICE"),
+            (b'C', "00000"),
+            (b'M', "hello"),
+            (b'D', "some detail"),
+            (b'H', "a hint"),
+        ]),
         command_complete("DO"),
     ]))
     .unwrap();
     let log = capture_tracing(|| {
-        assert!(matches!(s.next_message().unwrap(), Some(Message::CommandComplete { .. })));
+        assert!(matches!(
+            s.next_message().unwrap(),
+            Some(Message::CommandComplete { .. })
+        ));
     });
     assert!(!log.contains("hello"), "callback set: nothing logged");
     let got = got.lock().unwrap();
     assert_eq!(got.len(), 1);
     let n = &got[0];
     assert_eq!(
-        (n.severity.as_str(), n.code.code(), n.message.as_str(), n.detail.as_deref(), n.hint.as_deref()),
-        ("NOTICE", "00000", "hello", Some("some detail"), Some("a hint"))
+        (
+            n.severity.as_str(),
+            n.code.code(),
+            n.message.as_str(),
+            n.detail.as_deref(),
+            n.hint.as_deref()
+        ),
+        (
+            "NOTICE",
+            "00000",
+            "hello",
+            Some("some detail"),
+            Some("a hint")
+        )
     );
 }
 
@@ -141,15 +222,22 @@ fn b31_parameter_status_updates_params_silently() {
         command_complete("SELECT 1"),
     ]))
     .unwrap();
-    assert!(matches!(s.next_message().unwrap(), Some(Message::DataRow(_))));
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::DataRow(_))
+    ));
     assert_eq!(s.parameter("application_name"), Some("x"));
-    assert!(matches!(s.next_message().unwrap(), Some(Message::CommandComplete { .. })));
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::CommandComplete { .. })
+    ));
 }
 
 #[test]
 fn b32_negotiate_protocol_version_during_startup() {
     let mut s = Session::new(SessionConfig::default());
-    s.startup(&[("user", "u"), ("_pq_.a", "1"), ("_pq_.b", "2")]).unwrap();
+    s.startup(&[("user", "u"), ("_pq_.a", "1"), ("_pq_.b", "2")])
+        .unwrap();
     s.feed(&concat(&[
         negotiate(0, &["_pq_.a", "_pq_.b"]),
         auth_ok(),
@@ -160,12 +248,21 @@ fn b32_negotiate_protocol_version_during_startup() {
     .unwrap();
     let mut seen = Vec::new();
     while let Some(m) = s.next_message().unwrap() {
-        seen.push(format!("{m:?}").split(['(', ' ', '{']).next().unwrap().to_owned());
+        seen.push(
+            format!("{m:?}")
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
     }
     assert_eq!(seen, ["Authentication", "BackendKeyData", "ReadyForQuery"]);
     assert_eq!(s.state(), State::Ready);
     let n = s.protocol_negotiation().unwrap();
-    assert_eq!((n.newest_minor, n.unsupported_options.clone()), (0, vec!["_pq_.a".to_owned(), "_pq_.b".to_owned()]));
+    assert_eq!(
+        (n.newest_minor, n.unsupported_options.clone()),
+        (0, vec!["_pq_.a".to_owned(), "_pq_.b".to_owned()])
+    );
     assert_eq!(s.backend_key().unwrap().process_id, 4242);
     assert_eq!(s.parameter("server_version"), Some("17.2"));
 }
@@ -176,7 +273,10 @@ fn b34_unknown_type_byte_in_ready_closes() {
     s.feed(&msg(b'X', b"")).unwrap();
     let e = s.next_message().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
-    assert!(e.to_string().contains("Unknown backend message type"), "{e}");
+    assert!(
+        e.to_string().contains("Unknown backend message type"),
+        "{e}"
+    );
     assert_eq!(s.state(), State::Closed);
     // Sticky: nothing brings it back, and operations say it is closed.
     assert_eq!(s.next_message().unwrap_err().kind(), ErrorKind::Closed);
@@ -186,19 +286,31 @@ fn b34_unknown_type_byte_in_ready_closes() {
 #[test]
 fn error_in_message_k_does_not_reparse_earlier_ones() {
     let mut s = busy_session();
-    s.feed(&concat(&[data_row(&[Some(b"1")]), msg(b'Z', b"")])).unwrap();
-    assert!(matches!(s.next_message().unwrap(), Some(Message::DataRow(_))));
+    s.feed(&concat(&[data_row(&[Some(b"1")]), msg(b'Z', b"")]))
+        .unwrap();
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::DataRow(_))
+    ));
     let position = s.recv_buf().position();
     assert!(s.next_message().unwrap_err().is_protocol());
-    assert!(s.recv_buf().position() > position, "advanced past the bad message");
+    assert!(
+        s.recv_buf().position() > position,
+        "advanced past the bad message"
+    );
 }
 
 #[test]
 fn owned_messages_share_the_receive_buffer() {
     let mut s = busy_session();
-    s.feed(&concat(&[msg(b'd', b"row one\n"), msg(b'd', b"row two\n")])).unwrap();
-    let Some(Message::CopyData(a)) = s.next_message_owned().unwrap() else { panic!() };
-    let Some(Message::CopyData(b)) = s.next_message_owned().unwrap() else { panic!() };
+    s.feed(&concat(&[msg(b'd', b"row one\n"), msg(b'd', b"row two\n")]))
+        .unwrap();
+    let Some(Message::CopyData(a)) = s.next_message_owned().unwrap() else {
+        panic!()
+    };
+    let Some(Message::CopyData(b)) = s.next_message_owned().unwrap() else {
+        panic!()
+    };
     assert_eq!((&a[..], &b[..]), (&b"row one\n"[..], &b"row two\n"[..]));
     // Adjacent payloads of one allocation: no copy was made.
     assert_eq!(a.as_ptr() as usize + a.len() + 5, b.as_ptr() as usize);
@@ -207,13 +319,21 @@ fn owned_messages_share_the_receive_buffer() {
 #[test]
 fn ready_for_query_sets_transaction_status_and_state() {
     let mut s = busy_session();
-    s.feed(&concat(&[command_complete("BEGIN"), ready(b'T')])).unwrap();
+    s.feed(&concat(&[command_complete("BEGIN"), ready(b'T')]))
+        .unwrap();
     while s.next_message().unwrap().is_some() {}
     assert_eq!(s.state(), State::Ready);
-    assert_eq!(s.transaction_status(), pg_transport::TransactionStatus::InTransaction);
+    assert_eq!(
+        s.transaction_status(),
+        pg_transport::TransactionStatus::InTransaction
+    );
     s.feed(&ready(b'I')).unwrap();
     let e = s.next_message().unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Protocol, "ReadyForQuery while idle: {e}");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Protocol,
+        "ReadyForQuery while idle: {e}"
+    );
 }
 
 #[test]
@@ -222,8 +342,17 @@ fn copy_states_follow_the_server() {
     s.feed(&copy_response(b'H', 0, &[0])).unwrap();
     assert!(s.next_message().unwrap().is_some());
     assert_eq!(s.state(), State::CopyOut);
-    s.feed(&concat(&[msg(b'd', b"1\n"), msg(b'c', b""), command_complete("COPY 1"), ready(b'I')])).unwrap();
-    assert!(matches!(s.next_message().unwrap(), Some(Message::CopyData(_))));
+    s.feed(&concat(&[
+        msg(b'd', b"1\n"),
+        msg(b'c', b""),
+        command_complete("COPY 1"),
+        ready(b'I'),
+    ]))
+    .unwrap();
+    assert!(matches!(
+        s.next_message().unwrap(),
+        Some(Message::CopyData(_))
+    ));
     assert_eq!(s.state(), State::CopyOut);
     assert!(matches!(s.next_message().unwrap(), Some(Message::CopyDone)));
     assert_eq!(s.state(), State::Busy);

@@ -9,7 +9,11 @@ use pg_transport::{ErrorKind, Notification, NotificationDelivery, SessionConfig}
 use crate::support::*;
 
 fn n(i: u32) -> Notification {
-    Notification { process_id: 1, channel: "c".into(), payload: i.to_string() }
+    Notification {
+        process_id: 1,
+        channel: "c".into(),
+        payload: i.to_string(),
+    }
 }
 
 #[test]
@@ -23,17 +27,30 @@ fn e54_bounded_queue_drops_oldest_and_reports_once() {
     let overflow = q.pop().unwrap().unwrap_err();
     assert_eq!(overflow.kind(), ErrorKind::NotificationOverflow);
     assert_eq!(overflow.notifications_dropped(), Some(2));
-    let rest: Vec<String> = std::iter::from_fn(|| q.pop()).map(|r| r.unwrap().payload).collect();
+    let rest: Vec<String> = std::iter::from_fn(|| q.pop())
+        .map(|r| r.unwrap().payload)
+        .collect();
     assert_eq!(rest, ["3", "4", "5"]);
 }
 
 #[test]
 fn e54_through_the_session() {
-    let mut s = ready_session(SessionConfig { notification_capacity: 3, ..SessionConfig::default() });
-    let stream: Vec<u8> = (1..=5).flat_map(|i| notification(1, "c", &i.to_string())).collect();
+    let mut s = ready_session(SessionConfig {
+        notification_capacity: 3,
+        ..SessionConfig::default()
+    });
+    let stream: Vec<u8> = (1..=5)
+        .flat_map(|i| notification(1, "c", &i.to_string()))
+        .collect();
     s.feed(&stream).unwrap();
     assert!(s.next_message().unwrap().is_none());
-    assert_eq!(s.pop_notification().unwrap().unwrap_err().notifications_dropped(), Some(2));
+    assert_eq!(
+        s.pop_notification()
+            .unwrap()
+            .unwrap_err()
+            .notifications_dropped(),
+        Some(2)
+    );
     assert_eq!(s.pop_notification().unwrap().unwrap().payload, "3");
 }
 
@@ -44,7 +61,9 @@ fn e55_unbounded_keeps_everything_in_order() {
         q.push(n(i));
     }
     assert_eq!(q.dropped_total(), 0);
-    let got: Vec<String> = std::iter::from_fn(|| q.pop()).map(|r| r.unwrap().payload).collect();
+    let got: Vec<String> = std::iter::from_fn(|| q.pop())
+        .map(|r| r.unwrap().payload)
+        .collect();
     assert_eq!(got, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
 }
 
@@ -67,7 +86,10 @@ fn e56_waiter_registered_before_arrival_completes() {
     assert!(s.next_message().unwrap().is_none());
     assert!(*flag.0.lock().unwrap(), "the waiter was woken");
     match s.poll_notification(&mut cx) {
-        Poll::Ready(Ok(got)) => assert_eq!((got.channel.as_str(), got.payload.as_str()), ("jobs", "payload-1")),
+        Poll::Ready(Ok(got)) => assert_eq!(
+            (got.channel.as_str(), got.payload.as_str()),
+            ("jobs", "payload-1")
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -77,11 +99,17 @@ fn e58_callback_and_queue_both_get_everything_in_order() {
     let mut s = ready_session(SessionConfig::default());
     let pushed = Arc::new(Mutex::new(Vec::new()));
     let p = pushed.clone();
-    s.set_notification_delivery(NotificationDelivery::Both(Box::new(move |n| p.lock().unwrap().push(n.payload.clone()))));
-    let stream: Vec<u8> = (0..10).flat_map(|i| notification(1, "c", &i.to_string())).collect();
+    s.set_notification_delivery(NotificationDelivery::Both(Box::new(move |n| {
+        p.lock().unwrap().push(n.payload.clone())
+    })));
+    let stream: Vec<u8> = (0..10)
+        .flat_map(|i| notification(1, "c", &i.to_string()))
+        .collect();
     s.feed(&stream).unwrap();
     assert!(s.next_message().unwrap().is_none());
-    let pulled: Vec<String> = std::iter::from_fn(|| s.pop_notification()).map(|r| r.unwrap().payload).collect();
+    let pulled: Vec<String> = std::iter::from_fn(|| s.pop_notification())
+        .map(|r| r.unwrap().payload)
+        .collect();
     let expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
     assert_eq!(pulled, expected);
     assert_eq!(*pushed.lock().unwrap(), expected);
@@ -92,7 +120,9 @@ fn e58_callback_only_leaves_the_queue_empty() {
     let mut s = ready_session(SessionConfig::default());
     let count = Arc::new(Mutex::new(0));
     let c = count.clone();
-    s.set_notification_delivery(NotificationDelivery::Callback(Box::new(move |_| *c.lock().unwrap() += 1)));
+    s.set_notification_delivery(NotificationDelivery::Callback(Box::new(move |_| {
+        *c.lock().unwrap() += 1
+    })));
     s.feed(&notification(1, "c", "x")).unwrap();
     assert!(s.next_message().unwrap().is_none());
     assert_eq!(*count.lock().unwrap(), 1);

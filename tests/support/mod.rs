@@ -1,7 +1,10 @@
 //! Shared test helpers: an independent backend-message encoder (written from the
 //! protocol docs, not from `src/protocol`), and tracing capture.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
-#![allow(unreachable_pub, reason = "test helpers shared by path between binaries")]
+#![allow(
+    unreachable_pub,
+    reason = "test helpers shared by path between binaries"
+)]
 
 use std::sync::{Arc, Mutex};
 
