@@ -16,6 +16,8 @@
 //!   `next_message()`. The session is built and fed in `iter_batched` setup, so
 //!   the copy into the receive buffer is not timed (like `postgres_protocol`,
 //!   which also starts from a filled buffer).
+//! * `session_sink`: as `session_borrowed`, with `next_message_with()` and a
+//!   `RowSink` that walks the columns: the session's row path.
 //! * `owned`: as `session_borrowed`, with `next_message_owned()` (`Message<Bytes>`).
 //! * `postgres_protocol`: `postgres_protocol::message::backend::Message::parse`
 //!   over a `BytesMut` holding the stream (cloned in untimed setup). Columns are
@@ -28,6 +30,10 @@
 //!   session fed 64 KiB chunks, drained after each chunk. The copy into the
 //!   receive buffer (what a socket read does) is timed here.
 //!
+//! `wide_hot` and `narrow_hot` repeat the first five cases over about 500 KB of
+//! the same shapes, which stays in L2: the parsers' CPU cost without the memory
+//! traffic that bounds every case on the big streams.
+//!
 //! Run: `cargo bench --bench parse` (filter with e.g. `-- wide/`). Results and
 //! targets: `docs/benchmarks.md`.
 
@@ -38,14 +44,18 @@ use std::time::Duration;
 use bytes::BytesMut;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use pg_transport::protocol::limits::DEFAULT_MAX_MESSAGE_LEN;
-use pg_transport::protocol::{Message, parse_message};
-use pg_transport::{Session, SessionConfig, State};
+use pg_transport::protocol::{DataRow, Message, ProtocolError, parse_message};
+use pg_transport::{RowSink, Session, SessionConfig, State};
 use postgres_protocol::message::backend as pp;
 
 /// Rows in the wide stream.
 const WIDE_ROWS: usize = 1_000_000;
 /// Rows in the narrow stream.
 const NARROW_ROWS: usize = 5_000_000;
+/// Rows of the cache-resident (`_hot`) variants: about 500 KB each.
+const HOT_WIDE_ROWS: usize = 4_000;
+/// See [`HOT_WIDE_ROWS`].
+const HOT_NARROW_ROWS: usize = 28_000;
 /// Feed size of the chunked session cases.
 const CHUNK: usize = 64 * 1024;
 
@@ -165,10 +175,10 @@ fn write_timestamp(out: &mut Vec<u8>, rng: &mut XorShift) {
 }
 
 /// `SELECT * FROM wide`: `id int4, big int8, txt text, ts timestamp, num numeric`.
-fn wide_stream() -> Stream {
+fn wide_stream(rows: usize) -> Stream {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz      ";
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let mut out = Vec::with_capacity(WIDE_ROWS * 128 + 256);
+    let mut out = Vec::with_capacity(rows * 128 + 256);
     put_row_description(
         &mut out,
         16_384,
@@ -182,7 +192,7 @@ fn wide_stream() -> Stream {
     );
     let (mut id, mut big, mut txt, mut ts, mut num) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..WIDE_ROWS {
+    for _ in 0..rows {
         id.clear();
         big.clear();
         txt.clear();
@@ -205,26 +215,29 @@ fn wide_stream() -> Stream {
         .expect("write to Vec");
         put_data_row(&mut out, &[&id, &big, &txt, &ts, &num]);
     }
-    put_trailer(&mut out, WIDE_ROWS);
-    Stream::new(out, WIDE_ROWS)
+    put_trailer(&mut out, rows);
+    Stream::new(out, rows)
 }
 
 /// `SELECT * FROM narrow`: `n int4`, seven-digit values.
-fn narrow_stream() -> Stream {
+fn narrow_stream(rows: usize) -> Stream {
     let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
-    let mut out = Vec::with_capacity(NARROW_ROWS * 18 + 256);
+    let mut out = Vec::with_capacity(rows * 18 + 256);
     put_row_description(&mut out, 16_390, &[("n", INT4)]);
     let mut n = Vec::new();
-    for _ in 0..NARROW_ROWS {
+    for _ in 0..rows {
         n.clear();
         write!(n, "{}", rng.range(1_000_000, 9_999_999)).expect("write to Vec");
         put_data_row(&mut out, &[&n]);
     }
-    put_trailer(&mut out, NARROW_ROWS);
-    Stream::new(out, NARROW_ROWS)
+    put_trailer(&mut out, rows);
+    Stream::new(out, rows)
 }
 
 // --- the timed loops --------------------------------------------------------------
+
+/// What `parse_message` returns.
+type ParseResult<'a> = Result<Option<(Message<&'a [u8]>, usize)>, ProtocolError>;
 
 /// What every case does with a message: DataRows have their columns walked and
 /// their lengths summed; anything else goes through `black_box`.
@@ -294,6 +307,35 @@ fn drain_owned(s: &mut Session, messages: &mut u64, sum: &mut usize) {
     }
 }
 
+/// A [`RowSink`] that walks each row's columns like [`visit`].
+#[derive(Default)]
+struct SumSink {
+    rows: u64,
+    sum: usize,
+}
+
+impl RowSink for SumSink {
+    fn row(&mut self, row: DataRow<&[u8]>) -> Result<(), ProtocolError> {
+        for col in row.columns() {
+            self.sum += col.map_or(0, <[u8]>::len);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+}
+
+/// Drains a fed session with `next_message_with()`: DataRows go to a sink,
+/// everything else is returned.
+fn drain_sink(s: &mut Session, messages: &mut u64, sum: &mut usize) {
+    let mut sink = SumSink::default();
+    while let Some(msg) = s.next_message_with(&mut sink).expect("valid stream") {
+        visit(&msg, sum);
+        *messages += 1;
+    }
+    *messages += sink.rows;
+    *sum += sink.sum;
+}
+
 /// Feeds `stream` in [`CHUNK`]-byte pieces, draining after each, as a driver does.
 fn run_chunked(stream: &[u8], drain: fn(&mut Session, &mut u64, &mut usize)) -> (u64, usize) {
     let mut s = busy_session();
@@ -358,7 +400,8 @@ fn run_header_skip(buf: &[u8]) -> (u64, usize) {
 
 // --- criterion ----------------------------------------------------------------------
 
-fn bench_shape(c: &mut Criterion, name: &str, stream: &Stream) {
+/// One group over `stream`; the `_64k` cases only when `chunked`.
+fn bench_shape(c: &mut Criterion, name: &str, stream: &Stream, chunked: bool) {
     let bytes = stream.bytes.as_slice();
     let expected = stream.messages;
     let as_bytes_mut = BytesMut::from(bytes);
@@ -375,6 +418,11 @@ fn bench_shape(c: &mut Criterion, name: &str, stream: &Stream) {
         "session_borrowed disagrees"
     );
     assert_eq!(run_chunked(bytes, drain_owned), (n, sum), "owned disagrees");
+    assert_eq!(
+        run_chunked(bytes, drain_sink),
+        (n, sum),
+        "session_sink disagrees"
+    );
     eprintln!("{name}: column bytes {sum}");
 
     let mut g = c.benchmark_group(name);
@@ -395,6 +443,21 @@ fn bench_shape(c: &mut Criterion, name: &str, stream: &Stream) {
             |mut s| {
                 let (mut n, mut sum) = (0, 0);
                 drain_borrowed(&mut s, &mut n, &mut sum);
+                assert_eq!(n, expected);
+                assert_eq!(s.state(), State::Ready);
+                black_box(sum);
+                s
+            },
+            BatchSize::PerIteration,
+        );
+    });
+
+    g.bench_function("session_sink", |b| {
+        b.iter_batched(
+            || fed_session(bytes),
+            |mut s| {
+                let (mut n, mut sum) = (0, 0);
+                drain_sink(&mut s, &mut n, &mut sum);
                 assert_eq!(n, expected);
                 assert_eq!(s.state(), State::Ready);
                 black_box(sum);
@@ -440,6 +503,11 @@ fn bench_shape(c: &mut Criterion, name: &str, stream: &Stream) {
         });
     });
 
+    if !chunked {
+        g.finish();
+        return;
+    }
+
     g.bench_function("session_borrowed_64k", |b| {
         b.iter(|| {
             let (n, sum) = run_chunked(black_box(bytes), drain_borrowed);
@@ -460,11 +528,15 @@ fn bench_shape(c: &mut Criterion, name: &str, stream: &Stream) {
 }
 
 fn benches(c: &mut Criterion) {
-    let wide = wide_stream();
-    bench_shape(c, "wide", &wide);
+    let wide = wide_stream(WIDE_ROWS);
+    bench_shape(c, "wide", &wide, true);
     drop(wide);
-    let narrow = narrow_stream();
-    bench_shape(c, "narrow", &narrow);
+    let narrow = narrow_stream(NARROW_ROWS);
+    bench_shape(c, "narrow", &narrow, true);
+    drop(narrow);
+    // The same shapes, small enough to stay in L2: the parsers' CPU cost alone.
+    bench_shape(c, "wide_hot", &wide_stream(HOT_WIDE_ROWS), false);
+    bench_shape(c, "narrow_hot", &narrow_stream(HOT_NARROW_ROWS), false);
 }
 
 fn config() -> Criterion {
@@ -477,6 +549,14 @@ fn config() -> Criterion {
 // What `criterion_group!` / `criterion_main!` expand to, minus the `pub fn`
 // that `missing_docs` would flag.
 fn main() {
+    eprintln!(
+        "size_of: Message<&[u8]> {} B, parse_message result {} B, next_message result {} B, \
+         Message<Bytes> {} B",
+        size_of::<Message<&[u8]>>(),
+        size_of::<ParseResult<'_>>(),
+        size_of::<pg_transport::Result<Option<Message<&[u8]>>>>(),
+        size_of::<Message<bytes::Bytes>>(),
+    );
     let mut c = config().configure_from_args();
     benches(&mut c);
     c.final_summary();

@@ -41,6 +41,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// The server asked for something this library does not implement.
     Unsupported,
+    /// No host of the list accepted the connection; [`Error::host_errors`] has
+    /// each host's reason. Also: a server refused by `target_session_attrs`.
+    Connect,
 }
 
 /// The error type of every fallible operation in this crate.
@@ -52,6 +55,7 @@ struct Inner {
     source: Option<Box<dyn StdError + Send + Sync>>,
     db: Option<DbError>,
     dropped: u64,
+    hosts: Vec<(String, Error)>,
 }
 
 /// `Result` with this crate's [`Error`].
@@ -65,6 +69,7 @@ impl Error {
             source: None,
             db: None,
             dropped: 0,
+            hosts: Vec::new(),
         }))
     }
 
@@ -96,6 +101,12 @@ impl Error {
     /// The I/O cause, for [`ErrorKind::Io`] (and closed errors caused by I/O).
     pub fn as_io_error(&self) -> Option<&io::Error> {
         self.0.source.as_ref()?.downcast_ref()
+    }
+
+    /// For [`ErrorKind::Connect`]: each host tried (as `host:port` or socket
+    /// path) with the error it gave, in the order tried.
+    pub fn host_errors(&self) -> &[(String, Self)] {
+        &self.0.hosts
     }
 
     /// For [`ErrorKind::NotificationOverflow`]: how many notifications were dropped.
@@ -155,7 +166,7 @@ impl Error {
         Self::new(ErrorKind::Unsupported, message)
     }
 
-    pub(crate) fn auth(message: String) -> Self {
+    pub(crate) fn auth(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::Auth, message)
     }
 
@@ -170,11 +181,45 @@ impl Error {
         e
     }
 
-    /// An error reported by the server.
+    /// An error reported by the server. SQLSTATE class 28 (invalid
+    /// authorization) is kind [`ErrorKind::Auth`], everything else
+    /// [`ErrorKind::Server`]; the fields are in [`Error::as_db_error`] either way.
     pub fn server(db: DbError) -> Self {
-        let mut e = Self::new(ErrorKind::Server, db.to_string());
+        let kind = if db.code.class() == "28" {
+            ErrorKind::Auth
+        } else {
+            ErrorKind::Server
+        };
+        let mut e = Self::new(kind, db.to_string());
         e.0.db = Some(db);
         e
+    }
+
+    pub(crate) fn tls(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Tls, message)
+    }
+
+    pub(crate) fn tls_with_source(message: String, source: io::Error) -> Self {
+        Self::new(ErrorKind::Tls, message).with_source(source)
+    }
+
+    pub(crate) fn connect_failed(hosts: Vec<(String, Self)>) -> Self {
+        let list: Vec<String> = hosts.iter().map(|(h, e)| format!("{h}: {e}")).collect();
+        let mut e = Self::new(
+            ErrorKind::Connect,
+            format!("Could not connect to any host: {}", list.join("; ")),
+        );
+        e.0.hosts = hosts;
+        e
+    }
+
+    pub(crate) fn connect_rejected(message: String) -> Self {
+        Self::new(ErrorKind::Connect, message)
+    }
+
+    /// A new error of `other`'s kind with `message` (for wrapping with context).
+    pub(crate) fn with_kind_of(other: &Self, message: String) -> Self {
+        Self::new(other.0.kind, message)
     }
 
     /// An I/O failure, with `context` saying what we were doing.

@@ -28,15 +28,21 @@
 #![warn(missing_docs)]
 
 pub mod buffer;
+pub mod conn;
+pub mod connect;
 pub mod error;
 #[doc(hidden)]
 pub mod internal;
 pub mod protocol;
 pub mod session;
+pub mod transport;
 
+pub use conn::{Connection, QueryResult};
+pub use connect::{Client, Config, ConnectInfo, connect};
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::{DbError, Message, SqlState, TransactionStatus};
 pub use session::{
     Notification, NotificationDelivery, RowBuffer, RowCounter, RowSink, Session, SessionConfig,
     State,
 };
+pub use transport::Transport;

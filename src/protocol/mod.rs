@@ -14,6 +14,7 @@
     clippy::cast_possible_wrap
 )]
 
+pub mod auth;
 pub mod backend;
 pub mod data_row;
 pub mod error;

@@ -1,0 +1,380 @@
+//! `Connection<T>`: the thin async driver around a [`Session`] and a [`Transport`].
+//!
+//! # Cancellation
+//! [`Connection::fill_recv_buf`] is cancel-safe: dropping it loses no byte (a
+//! read commits bytes only when it completes). Every other async method is an
+//! *operation*: it marks itself in flight and clears the mark when it finishes.
+//! Dropping one part-way leaves the mark set, so the connection reports
+//! [`State::Closed`] from then on and is never reused half-way through an
+//! exchange.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::Error;
+use crate::protocol::{Message, frontend};
+use crate::session::{Session, State};
+use crate::transport::{TlsInfo, Transport};
+
+/// One statement's result from [`Connection::simple_query`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueryResult {
+    /// Column names (empty for statements without rows).
+    pub columns: Vec<String>,
+    /// Rows as text; `None` for NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// The command tag, e.g. `SELECT 2` or `INSERT 0 1` (empty for an empty query).
+    pub tag: String,
+}
+
+/// A connection: a transport, the protocol session, and the operations on them.
+#[derive(Debug)]
+pub struct Connection<T> {
+    transport: Option<T>,
+    session: Session,
+    /// Set while an operation runs; still set after one was dropped part-way.
+    in_flight: bool,
+}
+
+impl<T: Transport> Connection<T> {
+    /// Wraps an established transport and a session (normally `Ready`, after startup).
+    pub fn new(transport: T, session: Session) -> Self {
+        Self {
+            transport: Some(transport),
+            session,
+            in_flight: false,
+        }
+    }
+
+    /// The protocol session (state, server parameters, notifications).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The protocol session, mutably (callbacks, notifications, row sinks).
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// The transport, while the connection has one.
+    pub fn transport(&self) -> Option<&T> {
+        self.transport.as_ref()
+    }
+
+    /// TLS details, if the connection uses TLS.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.transport.as_ref()?.tls_info()
+    }
+
+    /// The state; `Closed` if an operation was abandoned part-way.
+    pub fn state(&self) -> State {
+        if self.in_flight {
+            State::Closed
+        } else {
+            self.session.state()
+        }
+    }
+
+    /// Reads once from the transport into the receive buffer: the only await
+    /// point of reception. With `timeout`, gives up after it.
+    ///
+    /// # Errors
+    /// - Kind `Closed` at once, without a syscall, on a closed connection.
+    /// - Kind `Timeout`: nothing read, nothing lost, state unchanged; call again.
+    /// - Kind `Closed` "connection closed by server" on EOF; the state becomes `Closed`.
+    /// - Kind `Io` for any other read error (kept as the source); `Closed`.
+    /// - Kind `Protocol` if the buffered header is over the size cap; `Closed`.
+    pub async fn fill_recv_buf(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.check_not_abandoned()?;
+        self.fill(timeout).await
+    }
+
+    /// [`Connection::fill_recv_buf`] for use inside an operation (which has
+    /// already checked, and set, the in-flight mark).
+    async fn fill(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        let Some(transport) = self.transport.as_mut() else {
+            self.session.close();
+            return Err(Error::closed("connection is closed"));
+        };
+        let buf = self.session.prepare_read()?;
+        // `read_buf` commits bytes to `buf` only when the read completes, so a
+        // timeout or a dropped future leaves the buffer as it was.
+        let read = transport.read_buf(buf);
+        let result = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(Error::timeout(format!(
+                        "no data from the server within {limit:?}"
+                    )));
+                }
+            },
+            None => read.await,
+        };
+        match result {
+            Ok(0) => {
+                self.session.close();
+                Err(Error::closed("connection closed by server"))
+            }
+            Ok(n) => {
+                self.session.commit_read(n);
+                Ok(())
+            }
+            Err(e) => {
+                self.session.close();
+                Err(Error::io("reading from the server", e))
+            }
+        }
+    }
+
+    /// The next message the caller must see, reading as needed; owned payloads.
+    ///
+    /// # Errors
+    /// As [`Session::next_message`] and [`Connection::fill_recv_buf`]. A timeout
+    /// leaves everything buffered: calling again continues the same exchange.
+    pub async fn recv_message(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Message<Bytes>, Error> {
+        self.check_not_abandoned()?;
+        loop {
+            if let Some(m) = self.session.next_message_owned()? {
+                return Ok(m);
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Writes `bytes` to the server and flushes.
+    ///
+    /// # Errors
+    /// Kind `Closed` on a closed connection; kind `Io` if the write fails, after
+    /// which the connection is `Closed`.
+    pub async fn send_msg(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.begin()?;
+        let result = self.write_all(bytes).await;
+        self.end(result)
+    }
+
+    /// Writes whatever the session's send buffer holds; no I/O if it is empty.
+    ///
+    /// # Errors
+    /// As [`Connection::send_msg`].
+    pub async fn send_buf_msg(&mut self) -> Result<(), Error> {
+        if self.session.send_buf().is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        let result = self.flush_send_buf().await;
+        self.end(result)
+    }
+
+    async fn flush_send_buf(&mut self) -> Result<(), Error> {
+        let Some(transport) = self.transport.as_mut() else {
+            return Err(Error::closed("connection is closed"));
+        };
+        while !self.session.send_buf().is_empty() {
+            let n = transport
+                .write(self.session.send_buf().pending())
+                .await
+                .map_err(|e| Error::io("writing to the server", e))?;
+            if n == 0 {
+                return Err(Error::closed("connection closed by server while writing"));
+            }
+            self.session.send_buf().advance(n);
+        }
+        transport
+            .flush()
+            .await
+            .map_err(|e| Error::io("flushing to the server", e))
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let Some(transport) = self.transport.as_mut() else {
+            return Err(Error::closed("connection is closed"));
+        };
+        transport
+            .write_all(bytes)
+            .await
+            .map_err(|e| Error::io("writing to the server", e))?;
+        transport
+            .flush()
+            .await
+            .map_err(|e| Error::io("flushing to the server", e))
+    }
+
+    /// Runs `sql` with the simple-query protocol and returns each statement's
+    /// columns, rows (as text) and command tag.
+    ///
+    /// # Errors
+    /// - Kind `Server` with the server's error, after draining to
+    ///   ReadyForQuery: the connection stays `Ready`.
+    /// - Kind `InvalidInput` for SQL containing NUL: nothing sent, still `Ready`.
+    /// - Kind `State`/`Closed` if the connection is busy or closed; kind
+    ///   `Io`/`Protocol`/`Closed` if the stream fails (the connection is then `Closed`).
+    pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<QueryResult>, Error> {
+        self.check_not_abandoned()?;
+        self.session.query(sql)?;
+        self.begin()?;
+        let result = self.run_simple_query().await;
+        self.end(result)
+    }
+
+    async fn run_simple_query(&mut self) -> Result<Vec<QueryResult>, Error> {
+        self.flush_send_buf().await?;
+        let mut results = Vec::new();
+        let mut current = QueryResult::default();
+        let mut server_error = None;
+        loop {
+            while let Some(m) = self.session.next_message()? {
+                match m {
+                    Message::RowDescription(rd) => {
+                        current.columns = rd
+                            .fields()
+                            .map(|f| String::from_utf8_lossy(f.name).into_owned())
+                            .collect();
+                    }
+                    Message::DataRow(row) => current.rows.push(
+                        row.columns()
+                            .map(|c| c.map(|v| String::from_utf8_lossy(v).into_owned()))
+                            .collect(),
+                    ),
+                    Message::CommandComplete { tag } => {
+                        current.tag = String::from_utf8_lossy(tag).into_owned();
+                        results.push(std::mem::take(&mut current));
+                    }
+                    Message::EmptyQueryResponse => results.push(std::mem::take(&mut current)),
+                    Message::ErrorResponse(fields) => {
+                        // The first error is the one that matters; later ones are drained.
+                        server_error.get_or_insert_with(|| fields.to_db_error());
+                    }
+                    Message::ReadyForQuery(_) => {
+                        return match server_error {
+                            Some(db) => Err(Error::server(db)),
+                            None => Ok(results),
+                        };
+                    }
+                    Message::CopyInResponse(_) => {
+                        // A simple query cannot feed COPY FROM STDIN: refuse it so the
+                        // server does not wait forever.
+                        self.session.send_buf().buf_mut().clear();
+                        frontend::copy_fail(
+                            self.session.send_buf().buf_mut(),
+                            "COPY FROM STDIN is not supported by simple_query; use copy_in",
+                        );
+                        self.flush_send_buf().await?;
+                    }
+                    _ => {}
+                }
+            }
+            if let Err(e) = self.fill(None).await {
+                // A FATAL error (the backend was terminated, say) is followed by
+                // EOF: the server's reason says more than "closed".
+                return Err(match server_error {
+                    Some(db) => {
+                        self.session.close();
+                        Error::server(db)
+                    }
+                    None => e,
+                });
+            }
+        }
+    }
+
+    /// A full round trip (an empty query) proving the server answers.
+    ///
+    /// # Errors
+    /// Kind `Closed` "Connection is not established" without a transport (the
+    /// state becomes `Closed`); otherwise as [`Connection::simple_query`].
+    pub async fn ping(&mut self) -> Result<(), Error> {
+        if self.transport.is_none() {
+            self.session.close();
+            return Err(Error::closed("Connection is not established"));
+        }
+        self.simple_query("").await.map(drop)
+    }
+
+    /// Whether there is a transport and its socket has not seen FIN/RST. No round trip.
+    pub fn is_connected(&self) -> bool {
+        self.transport.is_some() && !self.socket_has_fin()
+    }
+
+    /// Whether the kernel has seen the peer close or reset (one non-blocking
+    /// peek). False when data is pending, when idle, on ENOMEM/ENOBUFS, or
+    /// without a transport.
+    pub fn socket_has_fin(&self) -> bool {
+        self.transport
+            .as_ref()
+            .is_some_and(|t| t.probe().peer_gone())
+    }
+
+    /// Whether bytes are waiting in the kernel to be read (fails open: false on
+    /// any other outcome).
+    pub fn socket_has_pending_data(&self) -> bool {
+        self.transport
+            .as_ref()
+            .is_some_and(|t| t.probe().has_data())
+    }
+
+    /// Shuts the transport down and drops it, without Terminate. Idempotent; the
+    /// session becomes `Closed`.
+    pub async fn close_transport(&mut self) {
+        self.session.close();
+        if let Some(mut transport) = self.transport.take() {
+            let _ = transport.shutdown().await;
+        }
+    }
+
+    /// Closes politely: sends Terminate when the connection is usable and the
+    /// peer looks alive, then closes the transport. Never fails.
+    pub async fn close(&mut self) {
+        if self.state() != State::Closed && self.is_connected() {
+            let mut buf = bytes::BytesMut::new();
+            frontend::terminate(&mut buf);
+            if let Some(t) = self.transport.as_mut() {
+                // Best effort, bounded: the server may already be gone.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    t.write_all(&buf).await?;
+                    t.flush().await
+                })
+                .await;
+            }
+        }
+        self.close_transport().await;
+    }
+
+    fn check_not_abandoned(&mut self) -> Result<(), Error> {
+        if self.in_flight {
+            self.session.close();
+            self.transport = None;
+            return Err(Error::closed(
+                "connection is closed: an earlier operation was cancelled part-way through an exchange",
+            ));
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), Error> {
+        self.check_not_abandoned()?;
+        if self.session.is_closed() || self.transport.is_none() {
+            return Err(Error::closed("connection is closed"));
+        }
+        self.in_flight = true;
+        Ok(())
+    }
+
+    fn end<R>(&mut self, result: Result<R, Error>) -> Result<R, Error> {
+        self.in_flight = false;
+        if let Err(e) = &result {
+            if !matches!(
+                e.kind(),
+                crate::ErrorKind::Server | crate::ErrorKind::InvalidInput | crate::ErrorKind::State
+            ) {
+                self.session.close();
+            }
+        }
+        result
+    }
+}

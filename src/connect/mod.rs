@@ -1,0 +1,350 @@
+//! Connecting: config → host list → dial → SSL negotiation → startup and auth →
+//! target_session_attrs. Orchestration only; each step lives in its own file.
+
+pub mod config;
+pub mod hosts;
+mod negotiate;
+mod pgpass;
+mod startup;
+mod tls;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+
+use crate::conn::Connection;
+use crate::error::Error;
+use crate::session::{Session, SessionConfig};
+use crate::transport::{
+    KeepaliveOptions, MaybeTls, Socket, SocketOptions, TcpTransport, UnixTransport,
+};
+
+pub use config::{
+    ChannelBinding, Config, Keepalive, LoadBalanceHosts, SslMode, SslNegotiation,
+    TargetSessionAttrs,
+};
+pub use hosts::{DialTarget, HostEntry, get_hosts, is_unix_socket, unix_socket_path};
+pub use startup::AuthMethod;
+
+use negotiate::SslAnswer;
+use tls::TlsSetup;
+
+/// A connection from [`connect`].
+pub type Client = Connection<MaybeTls<Socket>>;
+
+/// What [`connect`] settled on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectInfo {
+    /// The host entry that answered.
+    pub host: HostEntry,
+    /// The address dialled (`None` for a Unix socket).
+    pub addr: Option<SocketAddr>,
+    /// How the server authenticated us.
+    pub auth_method: AuthMethod,
+}
+
+/// Connects using `config`: every host, and every address each resolves to,
+/// in order (or shuffled with `load_balance_hosts=random`), each attempt
+/// bounded by `connect_timeout`, until one is accepted.
+///
+/// # Errors
+/// With one host, that host's error (a timeout stays a timeout). With several,
+/// kind `Connect`: "Could not connect to any host: …", listing each host and
+/// its cause, inspectable through [`Error::host_errors`]. Settings that can
+/// never work (direct TLS with a weak sslmode, verify-ca without a root
+/// certificate) fail once, before any I/O.
+pub async fn connect(config: &Config) -> Result<(Client, ConnectInfo), Error> {
+    config.validate()?;
+    let tls = match config.ssl_mode {
+        SslMode::Disable => None,
+        _ => Some(TlsSetup::new(config)?),
+    };
+    let mut hosts = get_hosts(config);
+    if config.load_balance_hosts == LoadBalanceHosts::Random {
+        hosts.shuffle(&mut rand::rng());
+    }
+    let mut failures: Vec<(String, Error)> = Vec::new();
+    let passes: &[Option<TargetSessionAttrs>] = match config.target_session_attrs {
+        TargetSessionAttrs::PreferStandby => &[
+            Some(TargetSessionAttrs::Standby),
+            Some(TargetSessionAttrs::Any),
+        ],
+        other => &[Some(other)],
+    };
+    for want in passes.iter().flatten() {
+        for host in &hosts {
+            if let Some(found) =
+                connect_host(config, tls.as_ref(), host, *want, &mut failures).await?
+            {
+                return Ok(found);
+            }
+        }
+    }
+    Err(match failures.len() {
+        1 => failures.remove(0).1,
+        _ => Error::connect_failed(failures),
+    })
+}
+
+/// Tries every address of one host entry, recording each failure; `Ok(None)`
+/// when none was accepted, `Err` only for a configuration error (no point
+/// trying other hosts).
+async fn connect_host(
+    config: &Config,
+    tls: Option<&TlsSetup>,
+    host: &HostEntry,
+    want: TargetSessionAttrs,
+    failures: &mut Vec<(String, Error)>,
+) -> Result<Option<(Client, ConnectInfo)>, Error> {
+    let addrs = match resolve(host).await {
+        Ok(a) => a,
+        Err(e) => {
+            failures.push((
+                host.display_host(),
+                Error::io("could not resolve the host name", e),
+            ));
+            return Ok(None);
+        }
+    };
+    for addr in addrs {
+        let label = addr.map_or_else(|| host.display_host(), |a| a.to_string());
+        let attempt = async {
+            let (mut client, auth_method) = connect_addr(config, tls, host, addr).await?;
+            check_session_attrs(&mut client, want).await?;
+            Ok::<_, Error>((
+                client,
+                ConnectInfo {
+                    host: host.clone(),
+                    addr,
+                    auth_method,
+                },
+            ))
+        };
+        let result = match config.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::timeout(format!(
+                        "timeout expired after {limit:?} connecting to {label}"
+                    )))
+                }),
+            None => attempt.await,
+        };
+        match result {
+            Ok(found) => return Ok(Some(found)),
+            Err(e) if e.kind() == crate::ErrorKind::Config => return Err(e),
+            Err(e) => failures.push((label, e)),
+        }
+    }
+    Ok(None)
+}
+
+async fn resolve(host: &HostEntry) -> std::io::Result<Vec<Option<SocketAddr>>> {
+    Ok(match host.dial_target() {
+        DialTarget::Unix(_) => vec![None],
+        DialTarget::Addr(ip, port) => vec![Some(SocketAddr::new(ip, port))],
+        DialTarget::Name(name, port) => tokio::net::lookup_host((name.as_str(), port))
+            .await?
+            .map(Some)
+            .collect(),
+    })
+}
+
+async fn dial(
+    config: &Config,
+    host: &HostEntry,
+    addr: Option<SocketAddr>,
+) -> Result<Socket, Error> {
+    match (addr, host.dial_target()) {
+        (Some(addr), _) => TcpTransport::connect(addr, &socket_options(config))
+            .await
+            .map(Socket::Tcp)
+            .map_err(|e| Error::io("could not connect", e)),
+        (None, DialTarget::Unix(path)) => UnixTransport::connect(&path)
+            .await
+            .map(Socket::Unix)
+            .map_err(|e| Error::io("could not connect to the Unix socket", e)),
+        (None, _) => Err(Error::config("no address to dial")),
+    }
+}
+
+fn socket_options(config: &Config) -> SocketOptions {
+    SocketOptions {
+        keepalive: config.keepalive.enabled.then_some(KeepaliveOptions {
+            idle: config.keepalive.idle,
+            interval: config.keepalive.interval,
+            count: config.keepalive.count,
+        }),
+        user_timeout: config.tcp_user_timeout,
+    }
+}
+
+/// One address: dial, negotiate TLS per sslmode, start up. sslmode=allow tries
+/// plaintext, then TLS on a second dial; prefer falls back to a plaintext dial
+/// when the TLS handshake fails (never after an injection refusal).
+async fn connect_addr(
+    config: &Config,
+    tls: Option<&TlsSetup>,
+    host: &HostEntry,
+    addr: Option<SocketAddr>,
+) -> Result<(Client, AuthMethod), Error> {
+    let use_tls = match (tls, config.ssl_mode) {
+        (None, _) | (_, SslMode::Disable) => false,
+        _ if host.is_unix() => false,
+        (_, SslMode::Allow) => {
+            let plain = attempt(config, None, host, addr).await;
+            return match plain {
+                Ok(ok) => Ok(ok),
+                Err(first) => attempt(config, tls, host, addr).await.map_err(|second| {
+                    Error::with_kind_of(
+                        &second,
+                        format!("sslmode=allow: plaintext attempt failed: {first}; SSL fallback failed: {second}"),
+                    )
+                }),
+            };
+        }
+        _ => true,
+    };
+    let result = attempt(config, use_tls.then_some(tls).flatten(), host, addr).await;
+    match result {
+        Err(e) if config.ssl_mode == SslMode::Prefer && use_tls && prefer_retries_after(&e) => {
+            tracing::warn!(host = %host.display_host(), error = %e, "attempt with TLS failed (sslmode=prefer); retrying without TLS");
+            attempt(config, None, host, addr).await
+        }
+        other => other,
+    }
+}
+
+/// sslmode=prefer retries in plaintext, as libpq does, after a failed TLS
+/// handshake or a server refusal over TLS (a `hostnossl` entry, say), but never
+/// after refusing injected bytes: that is an attack, not a missing feature.
+fn prefer_retries_after(e: &Error) -> bool {
+    match e.kind() {
+        crate::ErrorKind::Tls => !e.to_string().starts_with(negotiate::INJECTION),
+        _ => e.as_db_error().is_some(),
+    }
+}
+
+async fn attempt(
+    config: &Config,
+    tls: Option<&TlsSetup>,
+    host: &HostEntry,
+    addr: Option<SocketAddr>,
+) -> Result<(Client, AuthMethod), Error> {
+    let mut socket = dial(config, host, addr).await?;
+    let transport = match tls {
+        None => MaybeTls::Plain(socket),
+        Some(setup) => {
+            let name = setup.server_name(host)?;
+            let direct = config.ssl_negotiation == SslNegotiation::Direct;
+            if direct {
+                MaybeTls::Tls(Box::new(
+                    negotiate::start_tls(socket, setup, name, true).await?,
+                ))
+            } else {
+                match negotiate::request_ssl(&mut socket).await? {
+                    SslAnswer::Accepted => MaybeTls::Tls(Box::new(
+                        negotiate::start_tls(socket, setup, name, false).await?,
+                    )),
+                    SslAnswer::Refused
+                        if config.ssl_mode == SslMode::Prefer
+                            || config.ssl_mode == SslMode::Allow =>
+                    {
+                        tracing::warn!(host = %host.display_host(), "server does not support SSL; continuing without TLS (sslmode=prefer)");
+                        MaybeTls::Plain(socket)
+                    }
+                    SslAnswer::Refused => {
+                        return Err(Error::tls(
+                            "Server does not support SSL, but SSL was required",
+                        ));
+                    }
+                }
+            }
+        }
+    };
+    let session = Session::new(SessionConfig::default());
+    let mut client = Connection::new(transport, session);
+    let method = startup::startup(&mut client, config, host).await?;
+    Ok((client, method))
+}
+
+/// Checks the server matches `want`, from the ParameterStatus values PostgreSQL
+/// 14+ reports, or by asking.
+async fn check_session_attrs(client: &mut Client, want: TargetSessionAttrs) -> Result<(), Error> {
+    if want == TargetSessionAttrs::Any {
+        return Ok(());
+    }
+    let read_only = client
+        .session()
+        .parameter("default_transaction_read_only")
+        .map(|v| v == "on");
+    let in_recovery = match client.session().parameter("in_hot_standby") {
+        Some(v) => v == "on",
+        None => ask(client, "SELECT pg_catalog.pg_is_in_recovery()").await? == "t",
+    };
+    let read_only = match read_only {
+        Some(ro) => ro || in_recovery,
+        None => ask(client, "SHOW transaction_read_only").await? == "on",
+    };
+    let ok = match want {
+        TargetSessionAttrs::ReadWrite => !read_only,
+        TargetSessionAttrs::ReadOnly => read_only,
+        TargetSessionAttrs::Primary => !in_recovery,
+        TargetSessionAttrs::Standby => in_recovery,
+        TargetSessionAttrs::Any | TargetSessionAttrs::PreferStandby => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    client.close().await;
+    Err(Error::connect_rejected(format!(
+        "server does not satisfy target_session_attrs={want:?} (read_only={read_only}, in_recovery={in_recovery})"
+    )))
+}
+
+async fn ask(client: &mut Client, sql: &str) -> Result<String, Error> {
+    let results = client.simple_query(sql).await?;
+    Ok(results
+        .first()
+        .and_then(|r| r.rows.first())
+        .and_then(|row| row.first().cloned().flatten())
+        .unwrap_or_default())
+}
+
+/// How long [`cancel`] waits for the server to close the cancel connection.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// Asks the server to cancel the query running on the connection `info` and
+/// `key` describe: a CancelRequest on a new connection to the same address
+/// (over TLS when `config` asks for it, as libpq does).
+///
+/// # Errors
+/// Kind `Io`/`Timeout` if the cancel connection cannot be made or the server
+/// does not close it; kind `InvalidInput` for an oversized key.
+pub async fn cancel(
+    config: &Config,
+    info: &ConnectInfo,
+    key: &crate::session::BackendKey,
+) -> Result<(), Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = dial(config, &info.host, info.addr).await?;
+    let mut buf = bytes::BytesMut::new();
+    crate::protocol::frontend::cancel_request(&mut buf, key.process_id, &key.secret_key)
+        .map_err(Error::invalid_input)?;
+    socket
+        .write_all(&buf)
+        .await
+        .map_err(|e| Error::io("sending CancelRequest", e))?;
+    socket
+        .flush()
+        .await
+        .map_err(|e| Error::io("sending CancelRequest", e))?;
+    // The server closes the connection once it has read the request.
+    let mut sink = [0u8; 64];
+    tokio::time::timeout(CANCEL_WAIT, async {
+        while socket.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    })
+    .await
+    .map_err(|_| Error::timeout("the server did not close the cancel connection"))
+}

@@ -1,0 +1,212 @@
+//! StartupMessage and authentication, up to the first ReadyForQuery.
+
+use base64::Engine;
+use bytes::Bytes;
+use rand::RngCore;
+
+use super::config::{ChannelBinding, Config};
+use super::hosts::HostEntry;
+use super::pgpass;
+use crate::conn::Connection;
+use crate::error::Error;
+use crate::protocol::auth::md5::md5_password;
+use crate::protocol::auth::scram::{self, ScramClient, tls_server_end_point};
+use crate::protocol::{Authentication, Message, frontend};
+use crate::transport::Transport;
+
+/// How the server authenticated us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// No password asked (trust, peer, cert).
+    Trust,
+    /// Cleartext password.
+    Cleartext,
+    /// MD5.
+    Md5,
+    /// SCRAM-SHA-256.
+    ScramSha256,
+    /// SCRAM-SHA-256-PLUS (channel binding to the TLS certificate).
+    ScramSha256Plus,
+}
+
+/// Sends the StartupMessage and authenticates; returns once ReadyForQuery arrives.
+///
+/// # Errors
+/// Kind `Auth` for a failed or unsupported authentication (the server's fields
+/// attached when it sent them), kind `Server` for other startup errors (unknown
+/// database, say), and the usual I/O/protocol kinds.
+pub(crate) async fn startup<T: Transport>(
+    conn: &mut Connection<T>,
+    config: &Config,
+    host: &HostEntry,
+) -> Result<AuthMethod, Error> {
+    let user = config
+        .user
+        .clone()
+        .or_else(os_user)
+        .ok_or_else(|| Error::config("no user name: set user or PGUSER"))?;
+    let dbname = config.dbname.clone().unwrap_or_else(|| user.clone());
+    let mut params = vec![
+        ("user", user.as_str()),
+        ("database", dbname.as_str()),
+        ("client_encoding", "UTF8"),
+    ];
+    if let Some(app) = &config.application_name {
+        params.push(("application_name", app));
+    }
+    if let Some(options) = &config.options {
+        params.push(("options", options));
+    }
+    conn.session_mut().startup(&params)?;
+    conn.send_buf_msg().await?;
+
+    let mut method = AuthMethod::Trust;
+    let mut scram: Option<ScramClient> = None;
+    let password = || {
+        config.password.clone().or_else(|| password_from_file(config, host, &dbname, &user)).ok_or_else(|| {
+            Error::auth(format!(
+                "the server asked for a password for user {user:?} but none was given: set password, PGPASSWORD or a ~/.pgpass entry"
+            ))
+        })
+    };
+    loop {
+        match conn.recv_message(None).await? {
+            Message::Authentication(auth) => match auth {
+                Authentication::Ok => {}
+                Authentication::CleartextPassword => {
+                    method = AuthMethod::Cleartext;
+                    let pw = password()?;
+                    send(conn, |buf| frontend::password(buf, pw.as_bytes())).await?;
+                }
+                Authentication::Md5Password { salt } => {
+                    method = AuthMethod::Md5;
+                    let pw = password()?;
+                    let hashed = md5_password(user.as_bytes(), pw.as_bytes(), salt);
+                    send(conn, |buf| frontend::password(buf, &hashed)).await?;
+                }
+                Authentication::Sasl(mechanisms) => {
+                    let names: Vec<Vec<u8>> = mechanisms.iter().map(<[u8]>::to_vec).collect();
+                    let client = start_scram(conn, config, &names, &password()?)?;
+                    method = if client.mechanism() == scram::SCRAM_SHA_256_PLUS {
+                        AuthMethod::ScramSha256Plus
+                    } else {
+                        AuthMethod::ScramSha256
+                    };
+                    let first = client.client_first();
+                    let mechanism = client.mechanism();
+                    send(conn, |buf| {
+                        frontend::sasl_initial_response(buf, mechanism, &first)
+                    })
+                    .await?;
+                    scram = Some(client);
+                }
+                Authentication::SaslContinue(data) => {
+                    let client = scram
+                        .as_mut()
+                        .ok_or_else(|| out_of_order("AuthenticationSASLContinue"))?;
+                    let reply = client
+                        .server_first(&data)
+                        .map_err(|e| Error::auth(e.to_string()))?;
+                    send(conn, |buf| frontend::sasl_response(buf, &reply)).await?;
+                }
+                Authentication::SaslFinal(data) => {
+                    let client = scram
+                        .as_mut()
+                        .ok_or_else(|| out_of_order("AuthenticationSASLFinal"))?;
+                    client
+                        .server_final(&data)
+                        .map_err(|e| Error::auth(e.to_string()))?;
+                }
+                other => {
+                    return Err(Error::auth(format!(
+                        "unsupported authentication request {other:?}"
+                    )));
+                }
+            },
+            Message::ErrorResponse(fields) => return Err(Error::server(fields.to_db_error())),
+            Message::ReadyForQuery(_) => break,
+            _ => {}
+        }
+    }
+    if config.channel_binding == ChannelBinding::Require && method != AuthMethod::ScramSha256Plus {
+        return Err(Error::auth(
+            "channel_binding=require, but the server authenticated the client without channel binding",
+        ));
+    }
+    Ok(method)
+}
+
+fn out_of_order(what: &str) -> Error {
+    Error::protocol_violation(format!("{what} before AuthenticationSASL"))
+}
+
+/// Picks the SCRAM mechanism: -PLUS over TLS when the server offers it and
+/// channel binding is not disabled.
+fn start_scram<T: Transport>(
+    conn: &Connection<T>,
+    config: &Config,
+    offered: &[Vec<u8>],
+    password: &str,
+) -> Result<ScramClient, Error> {
+    let offers = |m: &str| offered.iter().any(|o| o == m.as_bytes());
+    let cert = conn.tls_info().and_then(|t| t.server_certificate.clone());
+    let binding = match (config.channel_binding, cert) {
+        (ChannelBinding::Disable, _) => scram::ChannelBinding::Unsupported,
+        (_, Some(cert)) if offers(scram::SCRAM_SHA_256_PLUS) => {
+            scram::ChannelBinding::TlsServerEndPoint(tls_server_end_point(&cert))
+        }
+        (ChannelBinding::Require, _) => {
+            return Err(Error::auth(
+                "channel_binding=require, but the server did not offer SCRAM-SHA-256-PLUS over TLS",
+            ));
+        }
+        (_, Some(_)) => scram::ChannelBinding::NotOffered,
+        (_, None) => scram::ChannelBinding::Unsupported,
+    };
+    if !matches!(binding, scram::ChannelBinding::TlsServerEndPoint(_))
+        && !offers(scram::SCRAM_SHA_256)
+    {
+        let names: Vec<String> = offered
+            .iter()
+            .map(|o| String::from_utf8_lossy(o).into_owned())
+            .collect();
+        return Err(Error::auth(format!(
+            "no supported SASL mechanism among {names:?}"
+        )));
+    }
+    let mut nonce = [0u8; 18];
+    rand::rng().fill_bytes(&mut nonce);
+    let nonce = base64::engine::general_purpose::STANDARD.encode(nonce);
+    Ok(ScramClient::new(password, &nonce, binding))
+}
+
+async fn send<T: Transport>(
+    conn: &mut Connection<T>,
+    encode: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::protocol::EncodeError>,
+) -> Result<(), Error> {
+    let mut buf = bytes::BytesMut::new();
+    encode(&mut buf).map_err(Error::invalid_input)?;
+    conn.send_msg(&Bytes::from(buf)).await
+}
+
+fn password_from_file(
+    config: &Config,
+    host: &HostEntry,
+    dbname: &str,
+    user: &str,
+) -> Option<String> {
+    let file = pgpass::default_file(config.passfile.as_deref())?;
+    // libpq matches a socket in the default directory as "localhost".
+    let name = match host.host.as_deref() {
+        Some(h) if super::hosts::is_unix_socket(h) => "localhost".to_owned(),
+        Some(h) => h.to_owned(),
+        None => host.hostaddr.map(|a| a.to_string()).unwrap_or_default(),
+    };
+    pgpass::lookup(&file, &name, host.port, dbname, user)
+}
+
+fn os_user() -> Option<String> {
+    std::env::var("USER")
+        .ok()
+        .or_else(|| std::env::var("LOGNAME").ok())
+}

@@ -1,0 +1,340 @@
+//! A throwaway PostgreSQL cluster for this test binary: started on first use
+//! from the installed server binaries, stopped and deleted when the binary exits
+//! (a guardian process watches our pid), never left running.
+//!
+//! It has: trust, cleartext, md5 and scram users; TLS with a certificate from a
+//! test CA made here with rcgen; a TCP port on 127.0.0.1 and a Unix socket.
+//! As root, the server runs as the `postgres` user.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// Users and their passwords.
+pub const TRUST_USER: &str = "trust_user";
+pub const PASSWORD_USER: &str = "pw_user";
+pub const PASSWORD_PASS: &str = "cleartext pass";
+pub const MD5_USER: &str = "md5_user";
+pub const MD5_PASS: &str = "md5 pass";
+pub const SCRAM_USER: &str = "scram_user";
+/// Not ASCII, so SASLprep matters.
+pub const SCRAM_PASS: &str = "scrâm pass Ⅸ";
+pub const SSL_ONLY_USER: &str = "ssl_only_user";
+pub const NOSSL_ONLY_USER: &str = "nossl_only_user";
+
+pub struct Cluster {
+    pub port: u16,
+    pub socket_dir: PathBuf,
+    pub base: PathBuf,
+    pub ca_file: PathBuf,
+    bin: PathBuf,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The cluster, started on first use.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        Cluster::start().unwrap_or_else(|e| panic!("could not start the test cluster: {e}"))
+    })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn find_bin() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return Ok(dir.into());
+    }
+    let from_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("initdb"))
+        .find(|p| p.exists())
+        .and_then(|p| p.canonicalize().ok())
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    if let Some(dir) = from_path {
+        return Ok(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map_err(|_| {
+            "no initdb on PATH and no /usr/lib/postgresql: install the postgresql package"
+                .to_owned()
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.to_string_lossy()
+            .split('/')
+            .nth(4)
+            .and_then(|v| v.parse::<u32>().ok())
+    });
+    versions
+        .pop()
+        .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl Cluster {
+    fn start() -> Result<Self, String> {
+        let bin = find_bin()?;
+        let base = std::env::temp_dir().join(format!(
+            "pg-transport-test-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let data = base.join("data");
+        let socket_dir = base.join("sock");
+        std::fs::create_dir_all(&socket_dir).map_err(|e| e.to_string())?;
+        let port = free_port();
+        let cluster = Self {
+            port,
+            socket_dir,
+            ca_file: base.join("ca.crt"),
+            base: base.clone(),
+            bin,
+        };
+        if is_root() {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&base))?;
+        }
+        cluster.guard();
+        run(cluster
+            .as_server_user("initdb")
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data))?;
+        cluster.write_tls_files(&data)?;
+        cluster.configure(&data)?;
+        run(cluster
+            .as_server_user("pg_ctl")
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .arg("-l")
+            .arg(base.join("server.log"))
+            .arg("start"))?;
+        cluster.bootstrap()?;
+        Ok(cluster)
+    }
+
+    fn as_server_user(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// A background process that stops the server and deletes everything once
+    /// this test binary has exited, however it exits.
+    fn guard(&self) {
+        let stop = format!(
+            "{} {}/pg_ctl -D {}/data stop -m immediate",
+            if is_root() {
+                "runuser -u postgres --"
+            } else {
+                ""
+            },
+            self.bin.display(),
+            self.base.display()
+        );
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; {stop} >/dev/null 2>&1; rm -rf {base}",
+            pid = std::process::id(),
+            base = self.base.display()
+        );
+        // Deliberately not waited for: it must outlive this process.
+        #[expect(clippy::zombie_processes, reason = "the guardian outlives the test binary by design")]
+        let _guardian = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the cluster guardian");
+    }
+
+    fn write_tls_files(&self, data: &Path) -> Result<(), String> {
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let mut ca_params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "pg-transport test CA");
+        let ca = ca_params.self_signed(&ca_key).map_err(|e| e.to_string())?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .map_err(|e| e.to_string())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+        std::fs::write(&self.ca_file, ca.pem()).map_err(|e| e.to_string())?;
+        std::fs::write(data.join("server.crt"), cert.pem()).map_err(|e| e.to_string())?;
+        std::fs::write(data.join("server.key"), key.serialize_pem()).map_err(|e| e.to_string())?;
+        std::fs::write(data.join("root.crt"), ca.pem()).map_err(|e| e.to_string())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| e.to_string())?;
+        if is_root() {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(data))?;
+        }
+        Ok(())
+    }
+
+    fn configure(&self, data: &Path) -> Result<(), String> {
+        let conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{sock}'\n\
+             ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+             password_encryption = 'scram-sha-256'\nfsync = off\nmax_connections = 60\n",
+            port = self.port,
+            sock = self.socket_dir.display()
+        );
+        append(&data.join("postgresql.conf"), &conf)?;
+        let hba = format!(
+            "local all all trust\n\
+             host all {TRUST_USER} 127.0.0.1/32 trust\n\
+             host all {PASSWORD_USER} 127.0.0.1/32 password\n\
+             host all {MD5_USER} 127.0.0.1/32 md5\n\
+             host all {SCRAM_USER} 127.0.0.1/32 scram-sha-256\n\
+             hostssl all {SSL_ONLY_USER} 127.0.0.1/32 trust\n\
+             hostnossl all {NOSSL_ONLY_USER} 127.0.0.1/32 trust\n\
+             host all postgres 127.0.0.1/32 trust\n"
+        );
+        std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| e.to_string())
+    }
+
+    fn bootstrap(&self) -> Result<(), String> {
+        let sql = format!(
+            "CREATE ROLE {TRUST_USER} LOGIN SUPERUSER;\n\
+             CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD_PASS}';\n\
+             SET password_encryption = 'md5';\n\
+             CREATE ROLE {MD5_USER} LOGIN PASSWORD '{MD5_PASS}';\n\
+             SET password_encryption = 'scram-sha-256';\n\
+             CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASS}';\n\
+             CREATE ROLE {SSL_ONLY_USER} LOGIN;\n\
+             CREATE ROLE {NOSSL_ONLY_USER} LOGIN;\n\
+             GRANT pg_signal_backend TO {SCRAM_USER};\n"
+        );
+        self.psql(&sql).map(drop)
+    }
+
+    /// Runs SQL as the superuser over the Unix socket with the system's psql.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let psql = [self.bin.join("psql"), PathBuf::from("/usr/bin/psql")]
+            .into_iter()
+            .find(|p| p.exists())
+            .ok_or("psql not found")?;
+        let out = Command::new(psql)
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-h",
+            ])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string(), "-c", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "psql failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// A URL for `user` over TCP with extra `key=value&…` parameters.
+    pub fn url(&self, user: &str, password: Option<&str>, params: &str) -> String {
+        let auth = match password {
+            Some(p) => format!("{user}:{}", urlencode(p)),
+            None => user.to_owned(),
+        };
+        format!(
+            "postgres://{auth}@127.0.0.1:{}/postgres?{params}",
+            self.port
+        )
+    }
+
+    /// A keyword string for the Unix socket.
+    pub fn socket_conninfo(&self, user: &str, extra: &str) -> String {
+        format!(
+            "host={} port={} user={user} dbname=postgres {extra}",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn append(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    f.write_all(text.as_bytes()).map_err(|e| e.to_string())
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
