@@ -60,10 +60,7 @@ pub async fn connect(config: &Config) -> Result<(Client, ConnectInfo), Error> {
         SslMode::Disable => None,
         _ => Some(TlsSetup::new(config)?),
     };
-    let mut hosts = get_hosts(config);
-    if config.load_balance_hosts == LoadBalanceHosts::Random {
-        hosts.shuffle(&mut rand::rng());
-    }
+    let hosts = shuffled_hosts(config);
     let mut failures: Vec<(String, Error)> = Vec::new();
     let passes: &[Option<TargetSessionAttrs>] = match config.target_session_attrs {
         TargetSessionAttrs::PreferStandby => &[
@@ -85,6 +82,17 @@ pub async fn connect(config: &Config) -> Result<(Client, ConnectInfo), Error> {
         1 => failures.remove(0).1,
         _ => Error::connect_failed(failures),
     })
+}
+
+/// The host list in the order [`connect`] tries it: as given, or shuffled
+/// (from the OS-seeded thread RNG, never a global seed) with
+/// `load_balance_hosts=random`.
+pub fn shuffled_hosts(config: &Config) -> Vec<HostEntry> {
+    let mut hosts = get_hosts(config);
+    if config.load_balance_hosts == LoadBalanceHosts::Random {
+        hosts.shuffle(&mut rand::rng());
+    }
+    hosts
 }
 
 /// Tries every address of one host entry, recording each failure; `Ok(None)`
@@ -247,10 +255,8 @@ async fn attempt(
                     SslAnswer::Accepted => MaybeTls::Tls(Box::new(
                         negotiate::start_tls(socket, setup, name, false).await?,
                     )),
-                    SslAnswer::Refused
-                        if config.ssl_mode == SslMode::Prefer
-                            || config.ssl_mode == SslMode::Allow =>
-                    {
+                    // Under allow this attempt is already the fallback: plaintext failed.
+                    SslAnswer::Refused if config.ssl_mode == SslMode::Prefer => {
                         tracing::warn!(host = %host.display_host(), "server does not support SSL; continuing without TLS (sslmode=prefer)");
                         MaybeTls::Plain(socket)
                     }

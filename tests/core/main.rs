@@ -6,6 +6,7 @@
 mod support;
 
 mod buffer;
+mod config;
 mod next_message;
 mod notifications;
 mod parser;

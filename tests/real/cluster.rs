@@ -164,7 +164,10 @@ impl Cluster {
             base = self.base.display()
         );
         // Deliberately not waited for: it must outlive this process.
-        #[expect(clippy::zombie_processes, reason = "the guardian outlives the test binary by design")]
+        #[expect(
+            clippy::zombie_processes,
+            reason = "the guardian outlives the test binary by design"
+        )]
         let _guardian = Command::new("setsid")
             .args(["sh", "-c", &script])
             .stdin(Stdio::null())

@@ -9,6 +9,7 @@
 mod cluster;
 mod connect;
 mod liveness;
+mod peers;
 
 use pg_transport::{Client, Config};
 
@@ -21,4 +22,28 @@ pub async fn client(conninfo: &str) -> Client {
         .await
         .unwrap_or_else(|e| panic!("{conninfo}: {e}"))
         .0
+}
+
+/// Runs `f` with a subscriber that records `tracing` events; returns the log text.
+pub async fn capture<F: Future>(f: F) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    f.await;
+    String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
 }
