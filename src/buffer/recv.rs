@@ -6,7 +6,9 @@ use bytes::{Buf, Bytes, BytesMut};
 /// Sizing of a [`RecvBuf`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecvBufConfig {
-    /// Read size to start with, and the capacity the buffer shrinks back to.
+    /// Read size to start with. The buffer starts with (and shrinks back to)
+    /// twice this capacity, so a partial message left at the end rarely forces
+    /// a move before the next read.
     pub read_size_initial: usize,
     /// Smallest read size the adaptive sizing goes down to.
     pub read_size_min: usize,
@@ -15,6 +17,13 @@ pub struct RecvBufConfig {
     /// Capacity above which the buffer is reallocated to its normal size once the
     /// large message that needed it has been consumed.
     pub shrink_above: usize,
+}
+
+impl RecvBufConfig {
+    /// The capacity a buffer starts with and shrinks back to.
+    pub fn normal_capacity(&self) -> usize {
+        2 * self.read_size_initial
+    }
 }
 
 impl Default for RecvBufConfig {
@@ -55,7 +64,7 @@ impl RecvBuf {
     /// An empty buffer with the given sizing.
     pub fn new(config: RecvBufConfig) -> Self {
         Self {
-            data: BytesMut::with_capacity(config.read_size_initial),
+            data: BytesMut::with_capacity(config.normal_capacity()),
             pos: 0,
             read_size: config.read_size_initial,
             short_reads: 0,
@@ -185,7 +194,7 @@ impl RecvBuf {
     }
 
     fn shrink_if_oversized(&mut self, want: usize) {
-        let normal = self.config.read_size_initial;
+        let normal = self.config.normal_capacity();
         let needed = self.len() + want;
         if self.data.capacity() > self.config.shrink_above && needed <= self.config.shrink_above {
             let mut fresh = BytesMut::with_capacity(normal.max(needed));

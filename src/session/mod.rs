@@ -386,11 +386,13 @@ impl Session {
     ///
     /// Pulling takes `&mut self`: two pullers at once cannot be written.
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0499
     /// # let mut session = pg_transport::Session::new(Default::default());
-    /// let first = session.poll_notification(&mut std::task::Context::from_waker(std::task::Waker::noop()));
-    /// let second = session.pop_notification(); // error: session already borrowed mutably
-    /// drop(first);
+    /// // A waiting puller holds the session mutably...
+    /// let waiting = std::future::poll_fn(|cx| session.poll_notification(cx));
+    /// // ...so a second puller does not compile: `session` is already borrowed.
+    /// let second = session.pop_notification();
+    /// drop(waiting);
     /// ```
     pub fn pop_notification(&mut self) -> Option<Result<Notification, Error>> {
         self.core.dispatch.queue.pop()
