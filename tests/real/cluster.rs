@@ -32,6 +32,23 @@ pub struct Cluster {
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
+static REPLICA: OnceLock<Replica> = OnceLock::new();
+
+/// A streaming replica of [`cluster`] (pg_basebackup -R), started on first use
+/// and stopped with it.
+pub struct Replica {
+    pub port: u16,
+}
+
+/// The replica, started on first use.
+pub fn replica() -> &'static Replica {
+    REPLICA.get_or_init(|| {
+        cluster()
+            .start_replica()
+            .unwrap_or_else(|e| panic!("could not start the replica: {e}"))
+    })
+}
+
 /// The cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
@@ -145,18 +162,45 @@ impl Cluster {
         }
     }
 
-    /// A background process that stops the server and deletes everything once
+    fn start_replica(&self) -> Result<Replica, String> {
+        let dir = self.base.join("replica");
+        let port = free_port();
+        run(self
+            .as_server_user("pg_basebackup")
+            .arg("-D")
+            .arg(&dir)
+            .args(["-R", "-X", "stream", "-U", "postgres", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string()]))?;
+        append(
+            &dir.join("postgresql.auto.conf"),
+            &format!("\nport = {port}\nhot_standby = on\n"),
+        )?;
+        run(self
+            .as_server_user("pg_ctl")
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&dir)
+            .arg("-l")
+            .arg(self.base.join("replica.log"))
+            .arg("start"))?;
+        Ok(Replica { port })
+    }
+
+    /// A background process that stops the servers and deletes everything once
     /// this test binary has exited, however it exits.
     fn guard(&self) {
-        let stop = format!(
-            "{} {}/pg_ctl -D {}/data stop -m immediate",
+        let pg_ctl = format!(
+            "{} {}/pg_ctl",
             if is_root() {
                 "runuser -u postgres --"
             } else {
                 ""
             },
-            self.bin.display(),
-            self.base.display()
+            self.bin.display()
+        );
+        let stop = format!(
+            "{pg_ctl} -D {base}/replica stop -m immediate >/dev/null 2>&1; {pg_ctl} -D {base}/data stop -m immediate",
+            base = self.base.display()
         );
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; {stop} >/dev/null 2>&1; rm -rf {base}",
@@ -224,6 +268,7 @@ impl Cluster {
         append(&data.join("postgresql.conf"), &conf)?;
         let hba = format!(
             "local all all trust\n\
+             local replication all trust\n\
              host all {TRUST_USER} 127.0.0.1/32 trust\n\
              host all {PASSWORD_USER} 127.0.0.1/32 password\n\
              host all {MD5_USER} 127.0.0.1/32 md5\n\

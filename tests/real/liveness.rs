@@ -279,3 +279,33 @@ async fn h84_failing_setsockopt_closes_the_socket() {
         open_fds()
     );
 }
+
+#[tokio::test]
+async fn c40_recv_message_timeout_mid_exchange_is_recoverable() {
+    let c = cluster();
+    let mut client = crate::client(&c.url(TRUST_USER, None, "sslmode=disable")).await;
+    client
+        .session_mut()
+        .query("SELECT pg_sleep(0.3)::text, 42")
+        .unwrap();
+    client.send_buf_msg().await.unwrap();
+    let e = client
+        .recv_message(Some(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    // Documented: a timeout leaves the exchange in progress (Busy), nothing lost.
+    assert_eq!(client.state(), State::Busy);
+    let mut saw_row = false;
+    loop {
+        match client.recv_message(None).await.unwrap() {
+            pg_transport::Message::DataRow(row) => {
+                saw_row = row.columns().nth(1) == Some(Some(&b"42"[..]));
+            }
+            pg_transport::Message::ReadyForQuery(_) => break,
+            _ => {}
+        }
+    }
+    assert!(saw_row, "the result arrived after the timeout");
+    assert_eq!(client.state(), State::Ready);
+}

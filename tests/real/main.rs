@@ -10,6 +10,7 @@ mod cluster;
 mod connect;
 mod liveness;
 mod peers;
+mod targets;
 
 use pg_transport::{Client, Config};
 
