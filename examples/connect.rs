@@ -44,7 +44,7 @@ async fn main() -> ExitCode {
             tls.cipher_suite,
             tls.alpn_protocol
                 .as_deref()
-                .map_or("none".into(), String::from_utf8_lossy)
+                .map_or_else(|| "none".into(), String::from_utf8_lossy)
         ),
         None => println!("TLS: not in use"),
     }
