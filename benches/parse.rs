@@ -30,9 +30,9 @@
 //!   session fed 64 KiB chunks, drained after each chunk. The copy into the
 //!   receive buffer (what a socket read does) is timed here.
 //!
-//! `wide_hot` and `narrow_hot` repeat the first five cases over about 500 KB of
-//! the same shapes, which stays in L2: the parsers' CPU cost without the memory
-//! traffic that bounds every case on the big streams.
+//! `wide_hot` and `narrow_hot` repeat every case but the `_64k` ones over about
+//! 500 KB of the same shapes, which stays in L2: the parsers' CPU cost without
+//! the memory traffic that bounds every case on the big streams.
 //!
 //! Run: `cargo bench --bench parse` (filter with e.g. `-- wide/`). Results and
 //! targets: `docs/benchmarks.md`.

@@ -8,10 +8,12 @@
 //! [`State::Closed`] from then on and is never reused half-way through an
 //! exchange.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
 use crate::protocol::{Message, frontend};
@@ -32,10 +34,12 @@ pub struct QueryResult {
 /// A connection: a transport, the protocol session, and the operations on them.
 #[derive(Debug)]
 pub struct Connection<T> {
-    transport: Option<T>,
-    session: Session,
+    pub(crate) transport: Option<T>,
+    pub(crate) session: Session,
     /// Set while an operation runs; still set after one was dropped part-way.
-    in_flight: bool,
+    pub(crate) in_flight: bool,
+    /// How to cancel this connection's running query (set by `connect`).
+    pub(crate) cancel_token: Option<crate::connect::CancelToken>,
 }
 
 impl<T: Transport> Connection<T> {
@@ -45,6 +49,7 @@ impl<T: Transport> Connection<T> {
             transport: Some(transport),
             session,
             in_flight: false,
+            cancel_token: None,
         }
     }
 
@@ -56,6 +61,12 @@ impl<T: Transport> Connection<T> {
     /// The protocol session, mutably (callbacks, notifications, row sinks).
     pub fn session_mut(&mut self) -> &mut Session {
         &mut self.session
+    }
+
+    /// A token that cancels this connection's running query from elsewhere
+    /// (another task); present for connections made by [`connect`](crate::connect()).
+    pub fn cancel_token(&self) -> Option<crate::connect::CancelToken> {
+        self.cancel_token.clone()
     }
 
     /// The transport, while the connection has one.
@@ -93,27 +104,34 @@ impl<T: Transport> Connection<T> {
 
     /// [`Connection::fill_recv_buf`] for use inside an operation (which has
     /// already checked, and set, the in-flight mark).
-    async fn fill(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+    pub(crate) async fn fill(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        let read = std::future::poll_fn(|cx| self.poll_fill(cx));
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, read).await.unwrap_or_else(|_| {
+                Err(Error::timeout(format!(
+                    "no data from the server within {limit:?}"
+                )))
+            }),
+            None => read.await,
+        }
+    }
+
+    /// One read into the receive buffer, as a poll. Bytes are committed only
+    /// when the read completes, so a dropped or timed-out poll loses nothing.
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let Some(transport) = self.transport.as_mut() else {
             self.session.close();
-            return Err(Error::closed("connection is closed"));
+            return Poll::Ready(Err(Error::closed("connection is closed")));
         };
-        let buf = self.session.prepare_read()?;
-        // `read_buf` commits bytes to `buf` only when the read completes, so a
-        // timeout or a dropped future leaves the buffer as it was.
-        let read = transport.read_buf(buf);
-        let result = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, read).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(Error::timeout(format!(
-                        "no data from the server within {limit:?}"
-                    )));
-                }
-            },
-            None => read.await,
+        let buf = match self.session.prepare_read() {
+            Ok(buf) => buf,
+            Err(e) => return Poll::Ready(Err(e)),
         };
-        match result {
+        let result = match tokio_util::io::poll_read_buf(Pin::new(transport), cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        Poll::Ready(match result {
             Ok(0) => {
                 self.session.close();
                 Err(Error::closed("connection closed by server"))
@@ -126,7 +144,7 @@ impl<T: Transport> Connection<T> {
                 self.session.close();
                 Err(Error::io("reading from the server", e))
             }
-        }
+        })
     }
 
     /// The next message the caller must see, reading as needed; owned payloads.
@@ -171,7 +189,7 @@ impl<T: Transport> Connection<T> {
         self.end(result)
     }
 
-    async fn flush_send_buf(&mut self) -> Result<(), Error> {
+    pub(crate) async fn flush_send_buf(&mut self) -> Result<(), Error> {
         let Some(transport) = self.transport.as_mut() else {
             return Err(Error::closed("connection is closed"));
         };
@@ -345,7 +363,7 @@ impl<T: Transport> Connection<T> {
         self.close_transport().await;
     }
 
-    fn check_not_abandoned(&mut self) -> Result<(), Error> {
+    pub(crate) fn check_not_abandoned(&mut self) -> Result<(), Error> {
         if self.in_flight {
             self.session.close();
             self.transport = None;
@@ -356,7 +374,7 @@ impl<T: Transport> Connection<T> {
         Ok(())
     }
 
-    fn begin(&mut self) -> Result<(), Error> {
+    pub(crate) fn begin(&mut self) -> Result<(), Error> {
         self.check_not_abandoned()?;
         if self.session.is_closed() || self.transport.is_none() {
             return Err(Error::closed("connection is closed"));
@@ -365,13 +383,18 @@ impl<T: Transport> Connection<T> {
         Ok(())
     }
 
-    fn end<R>(&mut self, result: Result<R, Error>) -> Result<R, Error> {
+    /// Ends an operation: clears the in-flight mark and closes the connection
+    /// unless the error leaves the stream in sync (a server error drained to
+    /// ReadyForQuery, bad input, a usage or callback error).
+    pub(crate) fn end<R>(&mut self, result: Result<R, Error>) -> Result<R, Error> {
+        use crate::ErrorKind as K;
         self.in_flight = false;
         if let Err(e) = &result {
-            if !matches!(
+            let in_sync = matches!(
                 e.kind(),
-                crate::ErrorKind::Server | crate::ErrorKind::InvalidInput | crate::ErrorKind::State
-            ) {
+                K::Server | K::InvalidInput | K::State | K::Usage | K::Callback
+            ) && self.session.state() == State::Ready;
+            if !in_sync {
                 self.session.close();
             }
         }

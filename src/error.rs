@@ -41,6 +41,14 @@ pub enum ErrorKind {
     InvalidInput,
     /// The server asked for something this library does not implement.
     Unsupported,
+    /// The call does not fit the statement: `copy_out` given `COPY … FROM
+    /// STDIN`, a COPY call given a query that is not a COPY. The connection is
+    /// left `Ready`.
+    Usage,
+    /// An application callback (a COPY sink or source) failed; its error is the
+    /// [`source`](std::error::Error::source). The connection is left `Ready`
+    /// when the transport is healthy.
+    Callback,
     /// No host of the list accepted the connection; [`Error::host_errors`] has
     /// each host's reason. Also: a server refused by `target_session_attrs`.
     Connect,
@@ -192,6 +200,16 @@ impl Error {
         };
         let mut e = Self::new(kind, db.to_string());
         e.0.db = Some(db);
+        e
+    }
+
+    pub(crate) fn usage(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Usage, message)
+    }
+
+    pub(crate) fn callback(context: &'static str, source: Box<dyn StdError + Send + Sync>) -> Self {
+        let mut e = Self::new(ErrorKind::Callback, format!("{context}: {source}"));
+        e.0.source = Some(source);
         e
     }
 

@@ -30,15 +30,19 @@
 pub mod buffer;
 pub mod conn;
 pub mod connect;
+pub mod copy;
 pub mod error;
 #[doc(hidden)]
 pub mod internal;
+pub mod notify;
 pub mod protocol;
 pub mod session;
 pub mod transport;
+mod watch;
 
 pub use conn::{Connection, QueryResult};
-pub use connect::{Client, Config, ConnectInfo, connect};
+pub use connect::{CancelToken, Client, Config, ConnectInfo, connect};
+pub use copy::{CopyInOptions, CopyProgress, CopySource, source_fn, source_reader, source_stream};
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::{DbError, Message, SqlState, TransactionStatus};
 pub use session::{

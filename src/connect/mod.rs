@@ -120,14 +120,19 @@ async fn connect_host(
         let attempt = async {
             let (mut client, auth_method) = connect_addr(config, tls, host, addr).await?;
             check_session_attrs(&mut client, want).await?;
-            Ok::<_, Error>((
-                client,
-                ConnectInfo {
-                    host: host.clone(),
-                    addr,
-                    auth_method,
-                },
-            ))
+            let info = ConnectInfo {
+                host: host.clone(),
+                addr,
+                auth_method,
+            };
+            if let Some(key) = client.session().backend_key().cloned() {
+                client.cancel_token = Some(CancelToken {
+                    config: config.clone(),
+                    info: info.clone(),
+                    key,
+                });
+            }
+            Ok::<_, Error>((client, info))
         };
         let result = match config.connect_timeout {
             Some(limit) => tokio::time::timeout(limit, attempt)
@@ -316,6 +321,24 @@ async fn ask(client: &mut Client, sql: &str) -> Result<String, Error> {
         .and_then(|r| r.rows.first())
         .and_then(|row| row.first().cloned().flatten())
         .unwrap_or_default())
+}
+
+/// What [`cancel`] needs, kept by a connection made with [`connect`].
+#[derive(Debug, Clone)]
+pub struct CancelToken {
+    config: Config,
+    info: ConnectInfo,
+    key: crate::session::BackendKey,
+}
+
+impl CancelToken {
+    /// Sends a CancelRequest for the connection this token came from.
+    ///
+    /// # Errors
+    /// As [`cancel`].
+    pub async fn cancel(&self) -> Result<(), Error> {
+        cancel(&self.config, &self.info, &self.key).await
+    }
 }
 
 /// How long [`cancel`] waits for the server to close the cancel connection.

@@ -8,6 +8,8 @@
 
 mod cluster;
 mod connect;
+mod copy;
+mod copy_peers;
 mod liveness;
 mod peers;
 mod targets;

@@ -1,0 +1,446 @@
+//! COPY IN/OUT and LISTEN/NOTIFY against the real server (SCENARIOS J, E).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pg_transport::{Client, ErrorKind, State, TransactionStatus, source_fn, source_stream};
+
+use crate::cluster::*;
+
+async fn admin() -> Client {
+    crate::client(&cluster().socket_conninfo(TRUST_USER, "")).await
+}
+
+async fn table(client: &mut Client, name: &str) {
+    client
+        .simple_query(&format!(
+            "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY, v text)"
+        ))
+        .await
+        .unwrap();
+}
+
+async fn count(client: &mut Client, name: &str) -> String {
+    client
+        .simple_query(&format!("SELECT count(*) FROM {name}"))
+        .await
+        .unwrap()[0]
+        .rows[0][0]
+        .clone()
+        .unwrap()
+}
+
+/// A lazily generated COPY text source: `rows` rows in chunks of ~`chunk` bytes,
+/// with row `bad` duplicated (a unique violation), counting the bytes pulled.
+fn rows_source(
+    rows: u64,
+    bad: Option<u64>,
+    chunk: usize,
+    pulled: Arc<AtomicU64>,
+) -> impl pg_transport::CopySource {
+    let mut next = 1u64;
+    source_fn(move || {
+        let pulled = pulled.clone();
+        let mut buf = String::with_capacity(chunk + 64);
+        while buf.len() < chunk && next <= rows {
+            let id = if Some(next) == bad { 1 } else { next };
+            buf.push_str(&format!(
+                "{id}\tvalue number {next:>8} padded out to make a row of about one hundred bytes long.\n"
+            ));
+            next += 1;
+        }
+        async move {
+            pulled.fetch_add(buf.len() as u64, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Bytes::from(buf))
+        }
+    })
+}
+
+#[tokio::test]
+async fn j99_copy_in_of_valid_data_reports_the_row_count() {
+    let mut c = admin().await;
+    table(&mut c, "j99").await;
+    let pulled = Arc::new(AtomicU64::new(0));
+    let mut seen = Vec::new();
+    let mut progress = |p: pg_transport::CopyProgress| seen.push(p);
+    let options = pg_transport::CopyInOptions {
+        progress: Some(&mut progress),
+        ..Default::default()
+    };
+    let rows = c
+        .copy_in_with(
+            "COPY j99 FROM STDIN",
+            rows_source(20_000, None, 8192, pulled.clone()),
+            options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 20_000);
+    assert!(pulled.load(Ordering::SeqCst) > 1_000_000, "about 2 MB");
+    let last = seen.last().copied().unwrap();
+    assert_eq!(last.rows, 20_000);
+    assert_eq!(last.bytes, pulled.load(Ordering::SeqCst));
+    assert!(seen.len() > 5, "progress after each batch: {}", seen.len());
+    assert_eq!(count(&mut c, "j99").await, "20000");
+    assert_eq!(c.state(), State::Ready);
+}
+
+#[tokio::test]
+async fn j98_bad_row_early_stops_the_stream() {
+    let mut c = admin().await;
+    table(&mut c, "j98").await;
+    let pulled = Arc::new(AtomicU64::new(0));
+    // About 50 MB if it ran to the end; the duplicate is row 2.
+    let e = c
+        .copy_in(
+            "COPY j98 FROM STDIN",
+            rows_source(1_000_000, Some(2), 16 * 1024, pulled.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert_eq!(e.as_db_error().unwrap().code.code(), "23505");
+    let sent = pulled.load(Ordering::SeqCst);
+    assert!(
+        sent < 10_000_000,
+        "stopped early: {sent} bytes pulled of ~50 MB"
+    );
+    assert_eq!(c.state(), State::Ready);
+    assert_eq!(c.session().transaction_status(), TransactionStatus::Idle);
+    assert_eq!(count(&mut c, "j98").await, "0");
+}
+
+#[tokio::test]
+async fn large_chunks_are_split_and_sent_whole() {
+    let mut c = admin().await;
+    c.simple_query("DROP TABLE IF EXISTS big; CREATE TABLE big (v text)")
+        .await
+        .unwrap();
+    // One 3 MiB chunk: split into CopyData messages of at most 1 MiB.
+    let line = format!("{}\n", "x".repeat(1023));
+    let chunk = Bytes::from(line.repeat(3 * 1024));
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(chunk)]);
+    assert_eq!(
+        c.copy_in("COPY big FROM STDIN", source_stream(stream))
+            .await
+            .unwrap(),
+        3 * 1024
+    );
+    let mut total = 0;
+    let rows = c
+        .copy_out("COPY big TO STDOUT", |b: Bytes| {
+            total += b.len();
+            async { Ok::<_, std::io::Error>(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, 3 * 1024);
+    assert_eq!(total, 3 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn j101_source_error_sends_copy_fail_and_keeps_ready() {
+    let mut c = admin().await;
+    table(&mut c, "j101").await;
+    let mut calls = 0;
+    let source = source_fn(move || {
+        calls += 1;
+        async move {
+            match calls {
+                1 => Ok(Bytes::from_static(b"1\tone\n")),
+                _ => Err(std::io::Error::other("disk on fire\0 (with a NUL)")),
+            }
+        }
+    });
+    let e = c.copy_in("COPY j101 FROM STDIN", source).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Callback);
+    assert!(e.to_string().contains("disk on fire"), "{e}");
+    assert!(
+        std::error::Error::source(&e).is_some(),
+        "the source's error is kept"
+    );
+    assert_eq!(c.state(), State::Ready);
+    assert_eq!(count(&mut c, "j101").await, "0");
+}
+
+#[tokio::test]
+async fn j105_j106_copy_in_misuse() {
+    let mut c = admin().await;
+    table(&mut c, "j105").await;
+    c.simple_query("INSERT INTO j105 VALUES (1, 'a')")
+        .await
+        .unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let p = pulled.clone();
+    let source = || {
+        let p = p.clone();
+        source_fn(move || {
+            p.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, std::io::Error>(Bytes::new()) }
+        })
+    };
+    let e = c
+        .copy_in("COPY j105 TO STDOUT", source())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Usage);
+    assert!(e.to_string().contains("copy_out"), "{e}");
+    for sql in ["SELECT 1", "SET application_name = 'x'"] {
+        let e = c.copy_in(sql, source()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage, "{sql}");
+        assert_eq!(c.state(), State::Ready);
+    }
+    assert_eq!(
+        pulled.load(Ordering::SeqCst),
+        0,
+        "the source was never pulled"
+    );
+    assert_eq!(count(&mut c, "j105").await, "1");
+}
+
+#[tokio::test]
+async fn j108_copy_out_misuse_and_from_stdin() {
+    let mut c = admin().await;
+    table(&mut c, "j108").await;
+    let mut calls = 0;
+    for sql in ["SELECT 1", "SET application_name = 'y'"] {
+        let e = c
+            .copy_out(sql, |_| {
+                calls += 1;
+                async { Ok::<_, std::io::Error>(()) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage, "{sql}");
+        assert_eq!(c.state(), State::Ready);
+    }
+    let e = c
+        .copy_out("COPY j108 FROM STDIN", |_| async {
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Usage);
+    assert!(e.to_string().contains("copy_in"), "{e}");
+    assert_eq!(c.state(), State::Ready);
+    assert_eq!(calls, 0, "sink never invoked");
+    assert_eq!(count(&mut c, "j108").await, "0");
+}
+
+#[tokio::test]
+async fn copy_out_delivers_every_row_and_sink_failure_drains() {
+    let mut c = admin().await;
+    table(&mut c, "cout").await;
+    c.simple_query("INSERT INTO cout SELECT g, 'row ' || g FROM generate_series(1, 5000) g")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let rows = c
+        .copy_out("COPY cout TO STDOUT", |b: Bytes| {
+            got.extend_from_slice(&b);
+            async { Ok::<_, std::io::Error>(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, 5000);
+    let text = String::from_utf8(got).unwrap();
+    assert_eq!(text.lines().count(), 5000);
+    assert_eq!(text.lines().nth(41), Some("42\trow 42"));
+
+    // In a transaction: the sink fails part-way; drained; the transaction is untouched.
+    c.simple_query("BEGIN").await.unwrap();
+    let mut calls = 0;
+    let e = c
+        .copy_out("COPY cout TO STDOUT", |_| {
+            calls += 1;
+            let fail = calls == 3;
+            async move {
+                if fail {
+                    Err(std::io::Error::other("sink full"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Callback);
+    assert_eq!(calls, 3, "not called after it failed");
+    assert_eq!(c.state(), State::Ready);
+    assert_eq!(
+        c.session().transaction_status(),
+        TransactionStatus::InTransaction
+    );
+    c.simple_query("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn j110_j102_cancelled_copy_closes() {
+    let mut c = admin().await;
+    table(&mut c, "j110").await;
+    c.simple_query("INSERT INTO j110 SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_millis(50),
+        c.copy_out("COPY j110 TO STDOUT", |_| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, std::io::Error>(())
+        }),
+    )
+    .await;
+    assert!(r.is_err());
+    assert_eq!(c.state(), State::Closed, "J110");
+
+    let mut c = admin().await;
+    let slow = source_fn(|| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok::<_, std::io::Error>(Bytes::new())
+    });
+    let r = tokio::time::timeout(
+        Duration::from_millis(100),
+        c.copy_in("COPY j110 FROM STDIN", slow),
+    )
+    .await;
+    assert!(r.is_err());
+    assert_eq!(c.state(), State::Closed, "J102");
+}
+
+#[tokio::test]
+async fn j114_notices_during_copy_in_are_absorbed() {
+    let mut c = admin().await;
+    c.simple_query(
+        "DROP TABLE IF EXISTS j114; CREATE TABLE j114 (id int);
+         CREATE OR REPLACE FUNCTION j114_notice() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE NOTICE 'row %', NEW.id; RETURN NEW; END $$;
+         CREATE TRIGGER j114_t BEFORE INSERT ON j114 FOR EACH ROW EXECUTE FUNCTION j114_notice();",
+    )
+    .await
+    .unwrap();
+    let notices = Arc::new(AtomicUsize::new(0));
+    let n = notices.clone();
+    c.session_mut().set_notice_callback(move |_| {
+        n.fetch_add(1, Ordering::SeqCst);
+    });
+    let data: String = (1..=3000).map(|i| format!("{i}\n")).collect();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = data
+        .as_bytes()
+        .chunks(1000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let rows = c
+        .copy_in(
+            "COPY j114 FROM STDIN",
+            source_stream(futures_util::stream::iter(chunks)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 3000);
+    assert_eq!(notices.load(Ordering::SeqCst), 3000);
+}
+
+#[tokio::test]
+async fn backend_terminated_mid_copy_in_closes() {
+    let mut c = admin().await;
+    table(&mut c, "killed").await;
+    let pid = c.session().backend_key().unwrap().process_id;
+    let mut sent = 0;
+    let source = source_fn(move || {
+        sent += 1;
+        let n = sent;
+        async move {
+            if n == 5 {
+                cluster()
+                    .psql(&format!("SELECT pg_terminate_backend({pid})"))
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok::<_, std::io::Error>(Bytes::from(format!("{n}\tx\n").repeat(1).into_bytes()))
+        }
+    });
+    let e = c
+        .copy_in("COPY killed FROM STDIN", source)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            ErrorKind::Server | ErrorKind::Closed | ErrorKind::Io
+        ),
+        "{e}"
+    );
+    assert_eq!(c.state(), State::Closed);
+}
+
+#[tokio::test]
+async fn notifications_during_copy_and_while_idle() {
+    let c0 = cluster();
+    let mut listener = admin().await;
+    listener.listen("jobs").await.unwrap();
+    table(&mut listener, "ncopy").await;
+    let mut notifier = admin().await;
+    // During a COPY IN: the source notifies from the other connection part-way.
+    let mut step = 0;
+    let source = source_fn(move || {
+        step += 1;
+        let n = step;
+        async move {
+            if n == 2 {
+                c0.psql("NOTIFY jobs, 'during copy'").unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok::<_, std::io::Error>(if n <= 3 {
+                Bytes::from(format!("{n}\tv\n"))
+            } else {
+                Bytes::new()
+            })
+        }
+    });
+    assert_eq!(
+        listener
+            .copy_in("COPY ncopy FROM STDIN", source)
+            .await
+            .unwrap(),
+        3
+    );
+    let n = listener
+        .wait_notification(Some(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (n.channel.as_str(), n.payload.as_str()),
+        ("jobs", "during copy")
+    );
+    // While idle: nothing else is running on the listener.
+    let waiter = async {
+        listener
+            .wait_notification(Some(Duration::from_secs(5)))
+            .await
+    };
+    let sender = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        notifier.notify("jobs", "while idle").await.unwrap();
+    };
+    let (got, ()) = tokio::join!(waiter, sender);
+    assert_eq!(got.unwrap().unwrap().payload, "while idle");
+    // Timeout with nothing pending: None, and the connection is still usable.
+    assert!(
+        listener
+            .wait_notification(Some(Duration::from_millis(50)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    listener.ping().await.unwrap();
+    // The stream form.
+    use futures_util::StreamExt;
+    notifier.notify("jobs", "via stream").await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), listener.notifications().next())
+        .await
+        .unwrap();
+    assert_eq!(next.unwrap().unwrap().payload, "via stream");
+    listener.unlisten_all().await.unwrap();
+}
