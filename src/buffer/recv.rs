@@ -73,11 +73,13 @@ impl RecvBuf {
     }
 
     /// The unread bytes.
+    #[inline]
     pub fn unread(&self) -> &[u8] {
         self.data.get(self.pos..).unwrap_or_default()
     }
 
     /// Number of unread bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.data.len() - self.pos
     }
@@ -108,6 +110,7 @@ impl RecvBuf {
     /// # Panics
     /// If `n` exceeds the unread bytes: the caller framed a message that is not
     /// there, which is a bug in the caller.
+    #[inline]
     pub fn take(&mut self, n: usize) -> &[u8] {
         assert!(n <= self.len(), "RecvBuf::take past the unread bytes");
         let start = self.pos;
@@ -120,6 +123,7 @@ impl RecvBuf {
     ///
     /// # Panics
     /// If `n` exceeds the unread bytes (a caller bug, as for `take`).
+    #[inline]
     pub fn take_bytes(&mut self, n: usize) -> Bytes {
         assert!(n <= self.len(), "RecvBuf::take_bytes past the unread bytes");
         self.data.advance(self.pos);

@@ -14,6 +14,7 @@ pub struct DataRow<B> {
 
 impl<B> DataRow<B> {
     /// Validates a DataRow body (everything after the header).
+    #[inline]
     pub(crate) fn parse<'a>(
         body: &'a [u8],
         map: impl Fn(&'a [u8]) -> B,
@@ -43,7 +44,22 @@ impl<B> DataRow<B> {
         })
     }
 
+    /// Validates an owned DataRow body and keeps it, without a copy or an
+    /// extra reference count.
+    #[inline]
+    pub(crate) fn parse_owned(
+        mut body: bytes::Bytes,
+    ) -> Result<DataRow<bytes::Bytes>, ProtocolError> {
+        let row = DataRow::parse(&body, |_| ())?;
+        bytes::Buf::advance(&mut body, 2);
+        Ok(DataRow {
+            column_count: row.column_count,
+            columns: body,
+        })
+    }
+
     /// Number of columns.
+    #[inline]
     pub fn column_count(&self) -> u16 {
         self.column_count
     }
@@ -52,6 +68,7 @@ impl<B> DataRow<B> {
 impl<B: AsRef<[u8]>> DataRow<B> {
     /// The columns in order: `None` for SQL NULL, else the value's bytes (text or
     /// binary as requested).
+    #[inline]
     pub fn columns(&self) -> Columns<'_> {
         Columns {
             r: Reader::new(self.columns.as_ref()),
@@ -80,6 +97,7 @@ pub struct Columns<'a> {
 impl<'a> Iterator for Columns<'a> {
     type Item = Option<&'a [u8]>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         self.left = self.left.checked_sub(1)?;
         // The row was validated when it was parsed, so these reads cannot fail; if
@@ -91,6 +109,7 @@ impl<'a> Iterator for Columns<'a> {
         }
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
         (usize::from(self.left), Some(usize::from(self.left)))
     }
@@ -128,6 +147,7 @@ pub struct FieldDescription<'a> {
 const FIELD_META_LEN: usize = 4 + 2 + 4 + 2 + 4 + 2;
 
 impl<B> RowDescription<B> {
+    #[inline]
     pub(crate) fn parse<'a>(
         body: &'a [u8],
         map: impl Fn(&'a [u8]) -> B,

@@ -11,19 +11,23 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub(crate) fn new(body: &'a [u8]) -> Self {
         Self { rest: body }
     }
 
+    #[inline]
     pub(crate) fn remaining(&self) -> usize {
         self.rest.len()
     }
 
+    #[inline]
     pub(crate) fn rest(&self) -> &'a [u8] {
         self.rest
     }
 
     /// Takes exactly `n` bytes.
+    #[inline]
     pub(crate) fn take(
         &mut self,
         n: usize,
@@ -37,6 +41,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    #[inline]
     pub(crate) fn array<const N: usize>(
         &mut self,
         field: &'static str,
@@ -45,24 +50,29 @@ impl<'a> Reader<'a> {
         <[u8; N]>::try_from(bytes).map_err(|_| ProtocolError::MissingData(field))
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, ProtocolError> {
         let [b] = self.array::<1>(field)?;
         Ok(b)
     }
 
+    #[inline]
     pub(crate) fn i16(&mut self, field: &'static str) -> Result<i16, ProtocolError> {
         self.array(field).map(i16::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn i32(&mut self, field: &'static str) -> Result<i32, ProtocolError> {
         self.array(field).map(i32::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, ProtocolError> {
         self.array(field).map(u32::from_be_bytes)
     }
 
     /// A non-negative `i16` count, as `usize`.
+    #[inline]
     pub(crate) fn count16(&mut self, field: &'static str) -> Result<usize, ProtocolError> {
         let n = self.i16(field)?;
         usize::try_from(n).map_err(|_| ProtocolError::InvalidValue {
@@ -72,6 +82,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A NUL-terminated string, without its terminator.
+    #[inline]
     pub(crate) fn cstr(&mut self, field: &'static str) -> Result<&'a [u8], ProtocolError> {
         let end = memchr::memchr(0, self.rest).ok_or(ProtocolError::MissingNul(field))?;
         let s = self.take(end, field)?;
@@ -80,6 +91,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless every byte has been read.
+    #[inline]
     pub(crate) fn finish(&self, message: &'static str) -> Result<(), ProtocolError> {
         match self.rest.len() {
             0 => Ok(()),

@@ -31,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 use crate::buffer::{RecvBuf, RecvBufConfig, SendBuf};
 use crate::error::Error;
 use crate::protocol::backend::{
-    self, DATA_ROW_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG, NOTICE_RESPONSE_TAG,
+    self, COPY_DATA_TAG, DATA_ROW_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG, NOTICE_RESPONSE_TAG,
     NOTIFICATION_RESPONSE_TAG, PARAMETER_STATUS_TAG,
 };
 use crate::protocol::limits::{DEFAULT_MAX_MESSAGE_LEN, HEADER_LEN};
@@ -249,6 +249,7 @@ impl Session {
     /// # Errors
     /// Kind `Closed` on a closed session (do not read); kind `Protocol` (and the
     /// session closes) if the buffered header is invalid or over the cap.
+    #[inline]
     pub fn prepare_read(&mut self) -> Result<&mut BytesMut, Error> {
         self.core.check_open()?;
         let missing = match backend::parse_header(self.recv.unread(), self.core.max_message_len) {
@@ -260,6 +261,7 @@ impl Session {
     }
 
     /// Records that a read appended `n` bytes (adapts the read size).
+    #[inline]
     pub fn commit_read(&mut self, n: usize) {
         self.recv.commit_read(n);
     }
@@ -287,6 +289,7 @@ impl Session {
     /// unexpected message; kind `Auth` for an authentication method we do not
     /// support. Both close the session; the position is already past the bad
     /// message, so earlier messages are never parsed again.
+    #[inline]
     pub fn next_message(&mut self) -> Result<Option<Message<&[u8]>>, Error> {
         self.next_borrowed(None)
     }
@@ -296,6 +299,7 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::next_message`]; a row the sink refuses is a protocol error.
+    #[inline]
     pub fn next_message_with(
         &mut self,
         rows: &mut dyn RowSink,
@@ -308,12 +312,21 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::next_message`].
+    #[inline]
     pub fn next_message_owned(&mut self) -> Result<Option<Message<Bytes>>, Error> {
         let Some(header) = self.skip_internal(None)? else {
             return Ok(None);
         };
-        let body = self.recv.take_bytes(header.len).split_off(HEADER_LEN);
-        let msg = match backend::parse_body(header.tag, &body, |s| body.slice_ref(s)) {
+        let mut body = self.recv.take_bytes(header.len);
+        bytes::Buf::advance(&mut body, HEADER_LEN);
+        // The bulk messages move the frame in whole: one reference count per
+        // message instead of one per field.
+        let parsed = match header.tag {
+            COPY_DATA_TAG => Ok(Message::CopyData(body)),
+            DATA_ROW_TAG => DataRow::<()>::parse_owned(body).map(Message::DataRow),
+            tag => backend::parse_body(tag, &body, |s| body.slice_ref(s)),
+        };
+        let msg = match parsed {
             Ok(msg) => msg,
             Err(e) => return Err(self.core.protocol_failure(e)),
         };
@@ -321,6 +334,7 @@ impl Session {
         Ok(Some(msg))
     }
 
+    #[inline]
     fn next_borrowed(
         &mut self,
         rows: Option<&mut dyn RowSink>,
@@ -343,6 +357,7 @@ impl Session {
 
     /// Consumes every buffered message the caller does not see and returns the
     /// header of the next one it does, left unconsumed; `None` if incomplete.
+    #[inline]
     fn skip_internal(
         &mut self,
         mut rows: Option<&mut dyn RowSink>,
@@ -426,6 +441,7 @@ impl Session {
 }
 
 impl Core {
+    #[inline]
     fn check_open(&self) -> Result<(), Error> {
         match self.state {
             State::Closed => Err(Error::closed("connection is closed")),
@@ -497,6 +513,7 @@ impl Core {
     }
 
     /// Applies what a returned message means for the session's state.
+    #[inline]
     fn observe<B: AsRef<[u8]>>(&mut self, msg: &Message<B>) -> Result<(), Error> {
         match msg {
             Message::ReadyForQuery(status) => {
