@@ -169,7 +169,15 @@ impl Cluster {
             .as_server_user("pg_basebackup")
             .arg("-D")
             .arg(&dir)
-            .args(["-R", "-X", "stream", "--checkpoint=fast", "-U", "postgres", "-h"])
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-U",
+                "postgres",
+                "-h",
+            ])
             .arg(&self.socket_dir)
             .args(["-p", &self.port.to_string()]))?;
         append(
