@@ -14,6 +14,7 @@ use tokio::io::AsyncRead;
 
 use crate::conn::Connection;
 use crate::error::Error;
+use crate::internal::{Mutant, mutant};
 use crate::protocol::limits::MAX_COPY_DATA_CHUNK;
 use crate::protocol::{DbError, Message, SqlState, frontend};
 use crate::session::State;
@@ -488,6 +489,11 @@ impl<T: Transport> Connection<T> {
     /// CopyData after an error), send nothing more, drain to ReadyForQuery.
     async fn finish_abort(&mut self, first: DbError, out: &mut Outgoing) -> Result<u64, Error> {
         out.keep_started_frame_only();
+        if mutant(Mutant::CopyDoneAfterAbort) {
+            let mut done = BytesMut::new();
+            frontend::copy_done(&mut done);
+            out.push_message(done.freeze());
+        }
         std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await?;
         match self.drain_copy_result().await {
             Ok(_) | Err(_) if self.session.state() == State::Ready => Err(Error::server(first)),

@@ -7,6 +7,7 @@
 //! ```
 //! Every failure prints the exact command that replays it.
 
+mod chop;
 mod scenario;
 mod seed;
 mod server;
@@ -24,6 +25,7 @@ struct Args {
     base: u64,
     scenario: Option<&'static Scenario>,
     quiet: bool,
+    verbose: bool,
 }
 
 const USAGE: &str =
@@ -36,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         base: 0x5EED,
         scenario: None,
         quiet: false,
+        verbose: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -63,7 +66,22 @@ fn parse_args() -> Result<Args, String> {
                     format!("unknown scenario {v:?}; known: {}", names.join(", "))
                 })?);
             }
+            "--mutant" => {
+                let v = value()?;
+                let (_, m) = pg_transport::internal::Mutant::ALL
+                    .iter()
+                    .find(|(n, _)| *n == v)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = pg_transport::internal::Mutant::ALL
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect();
+                        format!("unknown mutant {v:?}; known: {}", names.join(", "))
+                    })?;
+                pg_transport::internal::set_mutant(*m);
+            }
             "--quiet" => args.quiet = true,
+            "--verbose" => args.verbose = true,
             "--list" => {
                 for s in ALL {
                     println!("{:<16} {}", s.name, s.about);
@@ -113,6 +131,9 @@ fn main() -> ExitCode {
     let step = (seeds.len() / 20).max(1);
     for (i, seed) in seeds.iter().enumerate() {
         for (scenario, tally) in scenarios.iter().zip(&mut tallies) {
+            if args.verbose {
+                eprintln!("run {} seed {seed}", scenario.name);
+            }
             let outcome = (scenario.run)(*seed);
             if args.seed.is_some() {
                 println!("-- {} seed {seed}: transcript", scenario.name);

@@ -1,6 +1,8 @@
 //! Fixed seeds for every scenario, each run twice: it must pass and produce the
 //! same transcript both times (determinism).
 
+#[path = "../src/chop.rs"]
+mod chop;
 #[path = "../src/scenario/mod.rs"]
 #[allow(dead_code, reason = "the CLI's lookup helpers are unused here")]
 mod scenario;

@@ -17,7 +17,7 @@ use crate::conn::Connection;
 use crate::error::Error;
 use crate::session::{Session, SessionConfig};
 use crate::transport::{
-    KeepaliveOptions, MaybeTls, Socket, SocketOptions, TcpTransport, UnixTransport,
+    KeepaliveOptions, MaybeTls, Socket, SocketOptions, TcpTransport, Transport, UnixTransport,
 };
 
 pub use config::{
@@ -245,7 +245,38 @@ async fn attempt(
     host: &HostEntry,
     addr: Option<SocketAddr>,
 ) -> Result<(Client, AuthMethod), Error> {
-    let mut socket = dial(config, host, addr).await?;
+    let socket = dial(config, host, addr).await?;
+    establish(socket, config, tls, host).await
+}
+
+/// Connects over a transport the caller already has (a simulated stream, a
+/// tunnel): SSL negotiation per `config.ssl_mode` (TLS unless the mode is
+/// `disable` or `allow`, since there is no second dial to fall back to), then
+/// startup and authentication. `host` names the server for TLS and errors.
+///
+/// # Errors
+/// As [`connect`] for a single host.
+pub async fn connect_transport<T: Transport>(
+    transport: T,
+    config: &Config,
+    host: &HostEntry,
+) -> Result<(Connection<MaybeTls<T>>, AuthMethod), Error> {
+    config.validate()?;
+    let tls = match config.ssl_mode {
+        SslMode::Disable | SslMode::Allow => None,
+        _ if host.is_unix() => None,
+        _ => Some(TlsSetup::new(config)?),
+    };
+    establish(transport, config, tls.as_ref(), host).await
+}
+
+/// SSL negotiation per `tls` and `config`, then startup, over `socket`.
+async fn establish<T: Transport>(
+    mut socket: T,
+    config: &Config,
+    tls: Option<&TlsSetup>,
+    host: &HostEntry,
+) -> Result<(Connection<MaybeTls<T>>, AuthMethod), Error> {
     let transport = match tls {
         None => MaybeTls::Plain(socket),
         Some(setup) => {

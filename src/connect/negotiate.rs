@@ -8,8 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::tls::{ALPN_POSTGRESQL, TlsSetup};
 use crate::error::Error;
+use crate::internal::{Mutant, mutant};
 use crate::protocol::frontend;
-use crate::transport::{PlaintextBeforeTls, Socket, TlsTransport, Transport};
+use crate::transport::{PlaintextBeforeTls, TlsTransport, Transport};
 
 /// The server's answer to SSLRequest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub(crate) const INJECTION: &str =
 /// # Errors
 /// Kind `Closed` "Connection closed during SSL negotiation"; kind `Tls` for an
 /// `E` answer, an unexpected byte, or bytes already waiting after `S`.
-pub(crate) async fn request_ssl(socket: &mut Socket) -> Result<SslAnswer, Error> {
+pub(crate) async fn request_ssl<T: Transport>(socket: &mut T) -> Result<SslAnswer, Error> {
     let mut buf = bytes::BytesMut::with_capacity(8);
     frontend::ssl_request(&mut buf);
     socket
@@ -51,7 +52,9 @@ pub(crate) async fn request_ssl(socket: &mut Socket) -> Result<SslAnswer, Error>
         return Err(Error::closed("Connection closed during SSL negotiation"));
     }
     match answer[0] {
-        b'S' if socket.probe().has_data() => Err(Error::tls(INJECTION)),
+        b'S' if socket.probe().has_data() && !mutant(Mutant::AcceptBytesAfterS) => {
+            Err(Error::tls(INJECTION))
+        }
         b'S' => Ok(SslAnswer::Accepted),
         b'N' => Ok(SslAnswer::Refused),
         b'E' => Err(Error::tls(
@@ -69,12 +72,12 @@ pub(crate) async fn request_ssl(socket: &mut Socket) -> Result<SslAnswer, Error>
 /// Kind `Tls`, naming the handshake, for any handshake failure; the injection
 /// message if the server's first bytes are not TLS; "without ALPN" for direct
 /// negotiation with a server that selected no ALPN protocol.
-pub(crate) async fn start_tls(
-    socket: Socket,
+pub(crate) async fn start_tls<T: Transport>(
+    socket: T,
     setup: &TlsSetup,
     name: ServerName<'static>,
     direct: bool,
-) -> Result<TlsTransport<Socket>, Error> {
+) -> Result<TlsTransport<T>, Error> {
     let tls = TlsTransport::connect(socket, setup.client_config(), name)
         .await
         .map_err(handshake_error)?;

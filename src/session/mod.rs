@@ -30,6 +30,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::buffer::{RecvBuf, RecvBufConfig, SendBuf};
 use crate::error::Error;
+use crate::internal::{Mutant, mutant};
 use crate::protocol::backend::{
     self, COPY_DATA_TAG, DATA_ROW_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG, NOTICE_RESPONSE_TAG,
     NOTIFICATION_RESPONSE_TAG, PARAMETER_STATUS_TAG,
@@ -381,6 +382,17 @@ impl Session {
             if !to_sink && !internal {
                 return Ok(Some(header));
             }
+            if header.tag == NOTIFICATION_RESPONSE_TAG && mutant(Mutant::NotificationNoAdvance) {
+                let frame = self
+                    .recv
+                    .unread()
+                    .get(HEADER_LEN..header.len)
+                    .unwrap_or_default();
+                if let Ok(msg) = backend::parse_body(header.tag, frame, |s| s) {
+                    self.core.absorb(&msg);
+                }
+                return Ok(None);
+            }
             // Advance first: whatever happens to this message, it is never parsed twice.
             let body = self
                 .recv
@@ -477,7 +489,9 @@ impl Core {
 
     /// Closes the session and builds the error for a broken stream.
     fn protocol_failure(&mut self, e: ProtocolError) -> Error {
-        self.state = State::Closed;
+        if !mutant(Mutant::ReuseAfterProtocolError) {
+            self.state = State::Closed;
+        }
         Error::protocol(e)
     }
 

@@ -14,6 +14,8 @@
 //! - [`Transport::probe`] never blocks and never consumes a byte.
 
 mod probe;
+#[cfg(feature = "sim")]
+mod sim;
 mod sockopt;
 mod tcp;
 mod tls;
@@ -26,6 +28,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use probe::{SocketPeek, peek_socket};
+#[cfg(feature = "sim")]
+pub use sim::SimTransport;
 pub use sockopt::{KeepaliveOptions, SocketOptions};
 pub use tcp::TcpTransport;
 pub use tls::{PlaintextBeforeTls, TlsInfo, TlsTransport};
@@ -78,8 +82,8 @@ pub enum MaybeTls<T> {
 }
 
 macro_rules! delegate_io {
-    ($ty:ty, $($variant:path),+) => {
-        impl AsyncRead for $ty {
+    ([$($g:ident: $bound:path)?] $ty:ty, $($variant:path),+) => {
+        impl$(<$g: $bound>)? AsyncRead for $ty {
             fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     $($variant(s) => Pin::new(s).poll_read(cx, buf),)+
@@ -87,7 +91,7 @@ macro_rules! delegate_io {
             }
         }
 
-        impl AsyncWrite for $ty {
+        impl$(<$g: $bound>)? AsyncWrite for $ty {
             fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
                     $($variant(s) => Pin::new(s).poll_write(cx, buf),)+
@@ -125,8 +129,8 @@ macro_rules! delegate_io {
     };
 }
 
-delegate_io!(Socket, Socket::Tcp, Socket::Unix);
-delegate_io!(MaybeTls<Socket>, MaybeTls::Plain, MaybeTls::Tls);
+delegate_io!([] Socket, Socket::Tcp, Socket::Unix);
+delegate_io!([T: Transport] MaybeTls<T>, MaybeTls::Plain, MaybeTls::Tls);
 
 impl Transport for Socket {
     fn probe(&self) -> SocketPeek {
@@ -144,7 +148,7 @@ impl Transport for Socket {
     }
 }
 
-impl Transport for MaybeTls<Socket> {
+impl<T: Transport> Transport for MaybeTls<T> {
     fn probe(&self) -> SocketPeek {
         match self {
             Self::Plain(s) => s.probe(),

@@ -2,6 +2,7 @@
 //! client `Session` in seeded chunks (with seeded faults), and checks what the
 //! client saw against what the server sent.
 
+mod net;
 mod stream;
 
 use crate::seed::Seed;
@@ -40,6 +41,31 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "corrupt-frame",
         about: "one header corrupted (bad tag, length < 4, over the cap): protocol error, Closed, no growth",
         run: stream::corrupt_frame,
+    },
+    Scenario {
+        name: "net-query",
+        about: "turmoil: a query reply with notices/notifications/ParameterStatus, chopped reads and writes",
+        run: net::query,
+    },
+    Scenario {
+        name: "net-copy-in",
+        about: "turmoil: COPY IN aborted by the server at a seeded byte (or not): no CopyDone after abort, rows all or none",
+        run: net::copy_in,
+    },
+    Scenario {
+        name: "net-copy-out",
+        about: "turmoil: COPY OUT with notifications between CopyData, chopped",
+        run: net::copy_out,
+    },
+    Scenario {
+        name: "net-ssl-inject",
+        about: "turmoil: S followed by plaintext (same or later segment): refused, no TLS byte sent",
+        run: net::ssl_injection,
+    },
+    Scenario {
+        name: "net-cancel",
+        about: "turmoil: a query dropped at a seeded instant: Closed and never reused, or complete and correct",
+        run: net::cancel,
     },
     Scenario {
         name: "eof-mid-stream",

@@ -3,3 +3,4 @@
 //! encoder bug.
 
 pub(crate) mod encode;
+pub(crate) mod pg;

@@ -1,0 +1,265 @@
+//! The fault layer: cuts every read and write to sizes from a seeded plan and
+//! sometimes returns `Pending` first (turmoil delivers whole segments, so
+//! without this, framing code would never see a split message).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pg_transport::transport::{SocketPeek, Transport, TransportKind};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A read/write size plan: sizes are used in turn, cycling.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) reads: Vec<usize>,
+    pub(crate) writes: Vec<usize>,
+    /// Every `pending_every`-th operation returns `Pending` once (0 = never).
+    pub(crate) pending_every: usize,
+}
+
+/// `T` with every read and write cut per a [`Plan`].
+#[derive(Debug)]
+pub(crate) struct Chop<T> {
+    inner: T,
+    plan: Plan,
+    reads: usize,
+    writes: usize,
+    /// Operations completed.
+    ops: usize,
+    /// The completion count at the last stall.
+    stalled_at: Option<usize>,
+    /// Counts cuts that split a caller's request (faults injected).
+    pub(crate) cuts: u32,
+    frames: Option<Frames>,
+}
+
+impl<T> Chop<T> {
+    pub(crate) fn new(inner: T, plan: Plan) -> Self {
+        Self {
+            inner,
+            plan,
+            reads: 0,
+            writes: 0,
+            ops: 0,
+            stalled_at: None,
+            cuts: 0,
+            frames: None,
+        }
+    }
+
+    /// Also tracks the frames passing in both directions into `frames`.
+    pub(crate) fn with_frames(mut self, frames: Frames) -> Self {
+        self.frames = Some(frames);
+        self
+    }
+
+    /// Whether this operation should return `Pending` once first. Stalls are
+    /// counted against *completed* operations and happen at most once per
+    /// completion, so a task waiting on the network is never kept spinning.
+    fn stall(&mut self, cx: &mut Context<'_>) -> bool {
+        let due = self.plan.pending_every != 0 && self.ops % self.plan.pending_every == 0;
+        if due && self.stalled_at != Some(self.ops) {
+            self.stalled_at = Some(self.ops);
+            cx.waker().wake_by_ref();
+            return true;
+        }
+        false
+    }
+}
+
+fn pick(sizes: &[usize], i: usize) -> usize {
+    sizes
+        .get(i % sizes.len().max(1))
+        .copied()
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+impl<T: Transport> Transport for Chop<T> {
+    fn probe(&self) -> SocketPeek {
+        self.inner.probe()
+    }
+
+    fn kind(&self) -> TransportKind {
+        self.inner.kind()
+    }
+}
+
+impl<T: Transport> AsyncRead for Chop<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.stall(cx) {
+            return Poll::Pending;
+        }
+        let limit = pick(&this.plan.reads, this.reads);
+        if limit >= buf.remaining() {
+            let before = buf.filled().len();
+            let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+            this.ops += usize::from(result.is_ready());
+            if let Some(frames) = this.frames.as_mut() {
+                frames.read(&buf.filled()[before..]);
+            }
+            return result;
+        }
+        let mut small = vec![0u8; limit];
+        let mut sub = ReadBuf::new(&mut small);
+        match Pin::new(&mut this.inner).poll_read(cx, &mut sub) {
+            Poll::Ready(Ok(())) => {
+                this.reads += 1;
+                this.ops += 1;
+                this.cuts += 1;
+                if let Some(frames) = this.frames.as_mut() {
+                    frames.read(sub.filled());
+                }
+                buf.put_slice(sub.filled());
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: Transport> AsyncWrite for Chop<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.stall(cx) {
+            return Poll::Pending;
+        }
+        let limit = pick(&this.plan.writes, this.writes);
+        let part = &buf[..buf.len().min(limit)];
+        let result = Pin::new(&mut this.inner).poll_write(cx, part);
+        if let Poll::Ready(Ok(n)) = result {
+            if let Some(frames) = this.frames.as_mut() {
+                frames.write(&part[..n]);
+            }
+            this.writes += 1;
+            this.ops += 1;
+            if part.len() < buf.len() {
+                this.cuts += 1;
+            }
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// What the client's byte streams showed, frame by frame (recorded by a
+/// [`Chop`] built with [`Chop::with_frames`]).
+#[derive(Debug, Default)]
+pub(crate) struct FrameLog {
+    /// A complete ErrorResponse had reached the client.
+    pub(crate) error_received: bool,
+    /// The client started a CopyDone or CopyFail after that.
+    pub(crate) end_after_error: bool,
+}
+
+/// Splits a byte stream into protocol frames as it passes.
+#[derive(Debug, Default)]
+struct Framer {
+    /// Untagged (startup-phase) messages still expected first.
+    untagged: usize,
+    header: Vec<u8>,
+    body_left: usize,
+    tag: u8,
+}
+
+impl Framer {
+    /// Feeds bytes; calls `on(tag, started)` when a frame starts (`true`) and
+    /// when it completes (`false`).
+    fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(u8, bool)) {
+        while !bytes.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(bytes.len());
+                self.body_left -= n;
+                bytes = &bytes[n..];
+                if self.body_left == 0 {
+                    on(self.tag, false);
+                }
+                continue;
+            }
+            let header_len = if self.untagged > 0 { 4 } else { 5 };
+            let n = (header_len - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.header.len() < header_len {
+                continue;
+            }
+            let (tag, len) = if self.untagged > 0 {
+                self.untagged -= 1;
+                (
+                    0,
+                    u32::from_be_bytes(self.header[..4].try_into().unwrap_or_default()) as usize,
+                )
+            } else {
+                (
+                    self.header[0],
+                    u32::from_be_bytes(self.header[1..5].try_into().unwrap_or_default()) as usize,
+                )
+            };
+            self.header.clear();
+            self.tag = tag;
+            self.body_left = len.saturating_sub(4);
+            on(tag, true);
+            if self.body_left == 0 {
+                on(tag, false);
+            }
+        }
+    }
+}
+
+/// Frame trackers for both directions of one plaintext connection.
+#[derive(Debug)]
+pub(crate) struct Frames {
+    incoming: Framer,
+    outgoing: Framer,
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<FrameLog>>,
+}
+
+impl Frames {
+    /// For a plaintext connection that starts with one untagged StartupMessage.
+    pub(crate) fn new(log: std::sync::Arc<std::sync::Mutex<FrameLog>>) -> Self {
+        Self {
+            incoming: Framer::default(),
+            outgoing: Framer {
+                untagged: 1,
+                ..Framer::default()
+            },
+            log,
+        }
+    }
+
+    fn read(&mut self, bytes: &[u8]) {
+        let log = &self.log;
+        self.incoming.feed(bytes, |tag, started| {
+            if tag == b'E' && !started {
+                log.lock().unwrap().error_received = true;
+            }
+        });
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let log = &self.log;
+        self.outgoing.feed(bytes, |tag, started| {
+            let mut l = log.lock().unwrap();
+            if started && matches!(tag, b'c' | b'f') && l.error_received {
+                l.end_after_error = true;
+            }
+        });
+    }
+}

@@ -1,0 +1,441 @@
+//! Scenarios over turmoil's simulated network: the real `Connection` code over
+//! `SimTransport`, behind the seeded `Chop` fault layer, against the simulated
+//! server of `server/pg.rs`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pg_transport::connect::{HostEntry, connect_transport};
+use pg_transport::transport::{MaybeTls, SimTransport};
+use pg_transport::{Config, Connection, ErrorKind, State, source_fn};
+
+use super::Outcome;
+use crate::chop::{Chop, FrameLog, Frames, Plan};
+use crate::seed::{Rng, Seed};
+use crate::server::encode::Sent;
+use crate::server::pg::{Log, Reply, Script, Ssl, serve};
+
+type Client = Connection<MaybeTls<Chop<SimTransport>>>;
+type Shared<T> = Arc<Mutex<T>>;
+
+/// Runs one simulation: the server serves `script`; `client` runs against it.
+/// Failures inside the client come back as `Err` from the simulation.
+fn simulate<F, Fut>(
+    seed: Seed,
+    script: Script,
+    min_write: usize,
+    client: F,
+) -> (Result<(), String>, Shared<Log>, Shared<Vec<String>>)
+where
+    F: FnOnce(Plan, Shared<Log>, Shared<Vec<String>>) -> Fut + 'static,
+    Fut: Future<Output = Result<(), String>> + 'static,
+{
+    let mut rng = Rng::new(seed);
+    let latency = Duration::from_millis(1 + rng.below(20) as u64);
+    let plan = Plan {
+        reads: (0..1 + rng.below(6)).map(|_| size(&mut rng)).collect(),
+        writes: (0..1 + rng.below(6))
+            .map(|_| size(&mut rng).max(min_write))
+            .collect(),
+        pending_every: rng.below(6),
+    };
+    let log: Shared<Log> = Arc::default();
+    let transcript: Shared<Vec<String>> = Arc::default();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed.0)
+        .simulation_duration(Duration::from_secs(30))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(latency)
+        .build();
+    let server_log = log.clone();
+    sim.host("server", move || {
+        let script = script.clone();
+        let log = server_log.clone();
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", 5432)).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                // One connection at a time: scenarios use one.
+                serve(stream, script.clone(), log.clone()).await?;
+            }
+        }
+    });
+    let (l, t) = (log.clone(), transcript.clone());
+    sim.client("client", async move {
+        client(plan, l, t).await.map_err(Into::into)
+    });
+    let result = sim.run().map_err(|e| e.to_string());
+    (result, log, transcript)
+}
+
+fn size(rng: &mut Rng) -> usize {
+    match rng.below(4) {
+        0 => 1,
+        1 => 1 + rng.below(7),
+        2 => 1 + rng.below(200),
+        _ => 1 + rng.below(64 * 1024),
+    }
+}
+
+async fn connect(plan: Plan, ssl_mode: &str) -> Result<Client, pg_transport::Error> {
+    connect_tracked(plan, ssl_mode, None).await
+}
+
+async fn connect_tracked(
+    plan: Plan,
+    ssl_mode: &str,
+    frames: Option<Frames>,
+) -> Result<Client, pg_transport::Error> {
+    let stream = turmoil::net::TcpStream::connect(("server", 5432))
+        .await
+        .map_err(|e| pg_transport::Error::io("simulated connect", e))?;
+    let mut chop = Chop::new(SimTransport::new(stream), plan);
+    if let Some(frames) = frames {
+        chop = chop.with_frames(frames);
+    }
+    let config: Config = format!("user=sim dbname=sim sslmode={ssl_mode}").parse()?;
+    let host = HostEntry {
+        host: Some("server".into()),
+        hostaddr: None,
+        port: 5432,
+    };
+    connect_transport(chop, &config, &host)
+        .await
+        .map(|(c, _)| c)
+}
+
+fn finish(
+    result: Result<(), String>,
+    log: &Shared<Log>,
+    transcript: &Shared<Vec<String>>,
+    faults: u32,
+) -> Outcome {
+    let mut lines = transcript.lock().unwrap().clone();
+    lines.push(format!(
+        "server tags: {}",
+        String::from_utf8_lossy(&log.lock().unwrap().tags).replace('\0', "_")
+    ));
+    Outcome {
+        faults,
+        transcript: lines,
+        result,
+    }
+}
+
+fn rows_reply(rng: &mut Rng) -> Vec<Sent> {
+    let mut sent = vec![Sent::RowDescription(vec!["a".into(), "b".into()])];
+    for _ in 0..rng.below(60) {
+        sent.push(match rng.below(6) {
+            0 => Sent::Notice(rng.word(20)),
+            1 => Sent::Notification {
+                pid: 7,
+                channel: "ch".into(),
+                payload: rng.word(30),
+            },
+            2 => Sent::ParameterStatus("application_name".into(), rng.word(10)),
+            _ => Sent::DataRow(vec![
+                Some(rng.word(40).into_bytes()),
+                (!rng.one_in(4)).then(|| rng.word(500).into_bytes()),
+            ]),
+        });
+    }
+    sent
+}
+
+/// A query whose reply mixes rows with notices, notifications and
+/// ParameterStatus, over chopped reads and writes.
+pub(crate) fn query(seed: Seed) -> Outcome {
+    let mut rng = Rng::new(Seed(seed.0 ^ 0x51));
+    let sent = rows_reply(&mut rng);
+    let expected = sent.clone();
+    let script = Script {
+        ssl: Ssl::Refuse,
+        reply: Reply::Rows(sent),
+    };
+    let (result, log, transcript) =
+        simulate(seed, script, 1, move |plan, _log, transcript| async move {
+            let mut c = connect(plan, "prefer")
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let results = c
+                .simple_query("SELECT sim")
+                .await
+                .map_err(|e| format!("query: {e}"))?;
+            let rows: Vec<Vec<Option<String>>> = expected
+                .iter()
+                .filter_map(|m| match m {
+                    Sent::DataRow(cols) => Some(
+                        cols.iter()
+                            .map(|c| c.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            let got = results.first().map(|r| r.rows.clone()).unwrap_or_default();
+            transcript
+                .lock()
+                .unwrap()
+                .push(format!("rows {}", got.len()));
+            if got != rows {
+                return Err(format!(
+                    "rows differ: got {} rows, sent {}",
+                    got.len(),
+                    rows.len()
+                ));
+            }
+            for want in expected.iter().filter_map(|m| match m {
+                Sent::Notification { payload, .. } => Some(payload),
+                _ => None,
+            }) {
+                match c.session_mut().pop_notification() {
+                    Some(Ok(n)) if &n.payload == want => {}
+                    other => return Err(format!("notification {want:?}: got {other:?}")),
+                }
+            }
+            if let Some(extra) = c.session_mut().pop_notification() {
+                return Err(format!("extra notification {extra:?}"));
+            }
+            if c.state() != State::Ready {
+                return Err(format!("state {:?}", c.state()));
+            }
+            c.close().await;
+            Ok(())
+        });
+    finish(result, &log, &transcript, 0)
+}
+
+/// COPY IN that the server aborts at a seeded byte: the server's error, no
+/// CopyDone or CopyFail after the abort, little data after it, and the
+/// connection usable. Without an abort: the server's row count, all rows.
+pub(crate) fn copy_in(seed: Seed) -> Outcome {
+    let mut rng = Rng::new(Seed(seed.0 ^ 0xC0));
+    // About 50-250 KB of COPY data: enough for several batches, few enough
+    // simulated segments to run thousands of seeds.
+    let abort_at = (!rng.one_in(4)).then(|| 1 + rng.below(150_000));
+    let total_rows = 2_000 + rng.below(8_000) as u64;
+    let chunk_rows = 1 + rng.below(500) as u64;
+    let script = Script {
+        ssl: Ssl::Refuse,
+        reply: Reply::CopyIn { abort_at },
+    };
+    // Writes of at least 256 bytes: 1-byte CopyData segments would make a
+    // single run take minutes without exercising anything new.
+    let (result, log, transcript) =
+        simulate(seed, script, 256, move |plan, log, transcript| async move {
+            let frame_log: Shared<FrameLog> = Arc::default();
+            let frames = Frames::new(frame_log.clone());
+            let mut c = connect_tracked(plan, "disable", Some(frames))
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let mut next = 0u64;
+            let source = source_fn(move || {
+                let mut chunk = String::new();
+                for _ in 0..chunk_rows {
+                    if next >= total_rows {
+                        break;
+                    }
+                    chunk.push_str(&format!("{next}\tsimulated row {next}\n"));
+                    next += 1;
+                }
+                async move { Ok::<_, std::io::Error>(Bytes::from(chunk)) }
+            });
+            let result = c.copy_in("COPY t FROM STDIN", source).await;
+            let (aborted, rows_committed, after_abort, end_after_abort) = {
+                let l = log.lock().unwrap();
+                (
+                    l.aborted,
+                    l.rows_committed,
+                    l.copy_bytes_after_abort,
+                    l.end_after_abort,
+                )
+            };
+            transcript
+                .lock()
+                .unwrap()
+                .push(format!("copy: {result:?}; after abort {}", after_abort));
+            // abort_at may lie beyond the data: then the COPY completes.
+            match (aborted, &result) {
+                (true, Err(e)) if e.as_db_error().is_some_and(|d| d.code.code() == "23505") => {}
+                (true, other) => {
+                    return Err(format!(
+                        "the server aborted; expected its 23505, got {other:?}"
+                    ));
+                }
+                (false, Ok(rows)) if *rows == total_rows && rows_committed == total_rows => {}
+                (false, other) => {
+                    return Err(format!(
+                        "expected COPY {total_rows}, got {other:?} (server {})",
+                        rows_committed
+                    ));
+                }
+            }
+            // The server may receive a CopyDone that crossed its error on the
+            // wire; what must never happen is the client sending one after the
+            // error reached it.
+            if frame_log.lock().unwrap().end_after_error {
+                return Err(
+                    "CopyDone or CopyFail sent after the server's error had arrived".into(),
+                );
+            }
+            if end_after_abort && result.is_ok() {
+                return Err("the server aborted but the client reported success".into());
+            }
+            // One batch, one large chunk and what was in flight: far below the input.
+            if after_abort > 1024 * 1024 {
+                return Err(format!("{} bytes sent after the abort", after_abort));
+            }
+            if c.state() != State::Ready {
+                return Err(format!("state {:?} after COPY", c.state()));
+            }
+            c.simple_query("")
+                .await
+                .map_err(|e| format!("connection not usable after COPY: {e}"))?;
+            Ok(())
+        });
+    finish(result, &log, &transcript, u32::from(abort_at.is_some()))
+}
+
+/// COPY OUT: every CopyData byte arrives, in order, notifications on the side.
+pub(crate) fn copy_out(seed: Seed) -> Outcome {
+    let mut rng = Rng::new(Seed(seed.0 ^ 0x0C));
+    let sent: Vec<Sent> = (0..rng.below(80))
+        .map(|_| match rng.below(5) {
+            0 => Sent::Notification {
+                pid: 1,
+                channel: "c".into(),
+                payload: rng.word(10),
+            },
+            1 => Sent::Notice(rng.word(10)),
+            _ => Sent::CopyData(rng.bytes(3000)),
+        })
+        .collect();
+    let expected: Vec<u8> = sent
+        .iter()
+        .filter_map(|m| {
+            if let Sent::CopyData(d) = m {
+                Some(d.clone())
+            } else {
+                None
+            }
+        })
+        .flatten()
+        .collect();
+    let script = Script {
+        ssl: Ssl::Refuse,
+        reply: Reply::CopyOut(sent),
+    };
+    let (result, log, transcript) =
+        simulate(seed, script, 1, move |plan, _log, transcript| async move {
+            let mut c = connect(plan, "prefer")
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let mut got = Vec::new();
+            c.copy_out("COPY t TO STDOUT", |b: Bytes| {
+                got.extend_from_slice(&b);
+                async { Ok::<_, std::io::Error>(()) }
+            })
+            .await
+            .map_err(|e| format!("copy_out: {e}"))?;
+            transcript
+                .lock()
+                .unwrap()
+                .push(format!("copy out {} bytes", got.len()));
+            if got != expected {
+                return Err(format!(
+                    "COPY data differs: {} bytes, sent {}",
+                    got.len(),
+                    expected.len()
+                ));
+            }
+            Ok(())
+        });
+    finish(result, &log, &transcript, 0)
+}
+
+/// The server answers SSLRequest with `S` and plaintext: refused before a
+/// single TLS byte is sent.
+pub(crate) fn ssl_injection(seed: Seed) -> Outcome {
+    let same_segment = Rng::new(seed).one_in(2);
+    let script = Script {
+        ssl: Ssl::Inject { same_segment },
+        reply: Reply::Rows(Vec::new()),
+    };
+    let (result, log, transcript) =
+        simulate(seed, script, 1, move |plan, _log, transcript| async move {
+            let Err(e) = connect(plan, "require").await else {
+                return Err("connected despite injected bytes".into());
+            };
+            transcript.lock().unwrap().push(format!("error: {e}"));
+            if e.kind() != ErrorKind::Tls
+                || !e
+                    .to_string()
+                    .contains("unencrypted data after SSL response")
+            {
+                return Err(format!("expected the injection refusal, got {e}"));
+            }
+            // Let the server finish reading what we sent.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok(())
+        });
+    // Bytes in the same segment as the S are seen before TLS starts: not one
+    // TLS byte may follow. Bytes in a later segment can only be seen once the
+    // ClientHello is out; they must still be refused before anything else is sent.
+    let result =
+        result.and_then(
+            |()| match (same_segment, log.lock().unwrap().bytes_after_injection) {
+                (true, 0) => Ok(()),
+                (true, n) => Err(format!(
+                    "{n} bytes sent after an S with injected bytes in the same segment"
+                )),
+                (false, n) if n <= CLIENT_HELLO_MAX => Ok(()),
+                (false, n) => Err(format!(
+                    "{n} bytes sent after the injected S: more than a ClientHello"
+                )),
+            },
+        );
+    finish(result, &log, &transcript, 1)
+}
+
+/// The most a ClientHello takes on the wire (rustls sends ~250 bytes).
+const CLIENT_HELLO_MAX: usize = 1024;
+
+/// A query abandoned at a seeded simulated instant (its future dropped): the
+/// connection is then Closed and refuses work, or the query completed and is correct.
+pub(crate) fn cancel(seed: Seed) -> Outcome {
+    let mut rng = Rng::new(Seed(seed.0 ^ 0xCA));
+    let sent = rows_reply(&mut rng);
+    let rows = sent
+        .iter()
+        .filter(|m| matches!(m, Sent::DataRow(_)))
+        .count();
+    let deadline = Duration::from_millis(rng.below(60) as u64);
+    let script = Script {
+        ssl: Ssl::Refuse,
+        reply: Reply::Rows(sent),
+    };
+    let (result, log, transcript) =
+        simulate(seed, script, 1, move |plan, _log, transcript| async move {
+            let mut c = connect(plan, "disable")
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let outcome = tokio::time::timeout(deadline, c.simple_query("SELECT sim")).await;
+            transcript
+                .lock()
+                .unwrap()
+                .push(format!("completed: {}", outcome.is_ok()));
+            match outcome {
+                Ok(Ok(r)) if r.first().map_or(0, |q| q.rows.len()) == rows => Ok(()),
+                Ok(other) => Err(format!("query finished wrongly: {other:?}")),
+                Err(_) if c.state() != State::Closed => {
+                    Err(format!("abandoned query left state {:?}", c.state()))
+                }
+                Err(_) => match c.simple_query("SELECT 1").await {
+                    Err(e) if e.is_closed() => Ok(()),
+                    other => Err(format!("abandoned connection was reused: {other:?}")),
+                },
+            }
+        });
+    finish(result, &log, &transcript, 1)
+}

@@ -1,0 +1,218 @@
+//! A simulated PostgreSQL server on a turmoil host. It decodes frontend
+//! messages and encodes replies with its own code, and does what the scenario
+//! scripts, including what a real server cannot be made to do on cue.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use turmoil::net::TcpStream;
+
+use super::encode::{Sent, authentication_ok, ready_for_query};
+
+/// How the server answers an SSLRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ssl {
+    /// `N`.
+    Refuse,
+    /// `S` followed by plaintext bytes, in the same segment or a later one.
+    Inject { same_segment: bool },
+}
+
+/// How the server answers the first Query.
+#[derive(Debug, Clone)]
+pub(crate) enum Reply {
+    /// These messages, then CommandComplete and ReadyForQuery.
+    Rows(Vec<Sent>),
+    /// CopyInResponse; abort with 23505 once `abort_at` bytes of COPY data arrived.
+    CopyIn { abort_at: Option<usize> },
+    /// CopyOutResponse, these messages, CopyDone, CommandComplete.
+    CopyOut(Vec<Sent>),
+}
+
+/// What the scenario wants the server to do.
+#[derive(Debug, Clone)]
+pub(crate) struct Script {
+    pub(crate) ssl: Ssl,
+    pub(crate) reply: Reply,
+}
+
+/// What the server saw, for the scenario's checks.
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    /// Frontend message tags in order (`0` for untagged startup-phase messages).
+    pub(crate) tags: Vec<u8>,
+    /// COPY data bytes received before and after an abort.
+    pub(crate) copy_bytes: usize,
+    pub(crate) copy_bytes_after_abort: usize,
+    /// CopyDone or CopyFail after the server aborted.
+    pub(crate) end_after_abort: bool,
+    /// Bytes the client sent after an injected `S`.
+    pub(crate) bytes_after_injection: usize,
+    /// Rows the server committed from a COPY IN.
+    pub(crate) rows_committed: u64,
+    /// The server aborted a COPY IN.
+    pub(crate) aborted: bool,
+}
+
+/// Serves one connection per `script`, recording into `log`.
+pub(crate) async fn serve(
+    mut s: TcpStream,
+    script: Script,
+    log: Arc<Mutex<Log>>,
+) -> std::io::Result<()> {
+    let mut first = read_untagged(&mut s).await?;
+    log.lock().unwrap().tags.push(0);
+    if first.get(..4) == Some(&80877103i32.to_be_bytes()[..]) {
+        match script.ssl {
+            Ssl::Refuse => s.write_all(b"N").await?,
+            Ssl::Inject { same_segment } => {
+                if same_segment {
+                    s.write_all(b"SXYZ").await?;
+                } else {
+                    s.write_all(b"S").await?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    s.write_all(b"XYZ").await?;
+                }
+                let mut rest = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
+                log.lock().unwrap().bytes_after_injection = rest.len();
+                return Ok(());
+            }
+        }
+        first = read_untagged(&mut s).await?;
+        log.lock().unwrap().tags.push(0);
+    }
+    debug_assert_eq!(first.get(..4), Some(&196608i32.to_be_bytes()[..]));
+    let mut hello = Vec::new();
+    authentication_ok(&mut hello);
+    Sent::ParameterStatus("server_version".into(), "17.0 (simulated)".into()).encode(&mut hello);
+    hello.extend_from_slice(b"K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2a");
+    ready_for_query(&mut hello, b'I');
+    s.write_all(&hello).await?;
+    let mut reply = Some(script.reply);
+    let mut copy: Option<CopyIn> = None;
+    loop {
+        let Some((tag, body)) = read_message(&mut s).await? else {
+            return Ok(());
+        };
+        log.lock().unwrap().tags.push(tag);
+        match (tag, copy.as_mut()) {
+            (b'd', Some(c)) => {
+                let abort_now = {
+                    let mut l = log.lock().unwrap();
+                    if c.aborted {
+                        l.copy_bytes_after_abort += body.len();
+                        false
+                    } else {
+                        l.copy_bytes += body.len();
+                        c.rows += body.iter().filter(|&&b| b == b'\n').count() as u64;
+                        let hit = c.abort_at.is_some_and(|at| l.copy_bytes >= at);
+                        l.aborted |= hit;
+                        hit
+                    }
+                };
+                if abort_now {
+                    c.aborted = true;
+                    let mut out = error(
+                        "23505",
+                        "duplicate key value violates unique constraint \"t_pkey\"",
+                    );
+                    ready_for_query(&mut out, b'I');
+                    s.write_all(&out).await?;
+                }
+            }
+            (b'c' | b'f', Some(c)) if c.aborted => {
+                log.lock().unwrap().end_after_abort = true;
+                copy = None;
+            }
+            (b'c', Some(c)) => {
+                let rows = c.rows;
+                log.lock().unwrap().rows_committed = rows;
+                copy = None;
+                let mut out = Vec::new();
+                Sent::CommandComplete(format!("COPY {rows}")).encode(&mut out);
+                ready_for_query(&mut out, b'I');
+                s.write_all(&out).await?;
+            }
+            (b'f', Some(_)) => {
+                copy = None;
+                let mut out = error("57014", "COPY from stdin failed");
+                ready_for_query(&mut out, b'I');
+                s.write_all(&out).await?;
+            }
+            (b'Q', _) => {
+                copy = None;
+                match reply.take() {
+                    Some(Reply::Rows(sent)) => {
+                        let mut out = Vec::new();
+                        sent.iter().for_each(|m| m.encode(&mut out));
+                        Sent::CommandComplete("SELECT".into()).encode(&mut out);
+                        ready_for_query(&mut out, b'I');
+                        s.write_all(&out).await?;
+                    }
+                    Some(Reply::CopyIn { abort_at }) => {
+                        s.write_all(b"G\0\0\0\x07\0\0\0").await?;
+                        copy = Some(CopyIn {
+                            abort_at,
+                            aborted: false,
+                            rows: 0,
+                        });
+                    }
+                    Some(Reply::CopyOut(sent)) => {
+                        let mut out = b"H\0\0\0\x07\0\0\0".to_vec();
+                        sent.iter().for_each(|m| m.encode(&mut out));
+                        out.extend_from_slice(b"c\0\0\0\x04");
+                        Sent::CommandComplete("COPY".into()).encode(&mut out);
+                        ready_for_query(&mut out, b'I');
+                        s.write_all(&out).await?;
+                    }
+                    // Later queries (a check that the connection still works): empty.
+                    None => {
+                        let mut out = b"I\0\0\0\x04".to_vec();
+                        ready_for_query(&mut out, b'I');
+                        s.write_all(&out).await?;
+                    }
+                }
+            }
+            (b'X', _) => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+struct CopyIn {
+    abort_at: Option<usize>,
+    aborted: bool,
+    rows: u64,
+}
+
+fn error(code: &str, message: &str) -> Vec<u8> {
+    let fields = format!("SERROR\0VERROR\0C{code}\0M{message}\0\0");
+    let mut out = vec![b'E'];
+    out.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+    out.extend_from_slice(fields.as_bytes());
+    out
+}
+
+async fn read_untagged(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+    s.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+async fn read_message(s: &mut TcpStream) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    let mut head = [0u8; 5];
+    match s.read_exact(&mut head).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len.saturating_sub(4)];
+    s.read_exact(&mut body).await?;
+    Ok(Some((head[0], body)))
+}
