@@ -53,7 +53,11 @@
 //! user + sys, all threads) cover the operation only, after connecting; their
 //! peak RSS is `VmHWM` (see `support/measure.rs` for why not `ru_maxrss`).
 //! `psql` is a child process: its wall time includes its start and connection
-//! (a few ms), its CPU and peak RSS are `RUSAGE_CHILDREN`.
+//! (a few ms), its CPU and peak RSS are `RUSAGE_CHILDREN`. For in-process
+//! clients and the floors the case process also reads the server backend's
+//! CPU time and run-queue wait from `/proc/<pid>/schedstat` (pid from
+//! `pg_backend_pid()`), and its own threads' run-queue wait: how much other work
+//! on the machine got in the way.
 //!
 //! Environment: `PGT_BENCH_ROWS_SCALE` (default 1; scales every row count and
 //! the early-abort input), `PGT_BENCH_REPS` (default 3; medians are reported),
@@ -1113,7 +1117,7 @@ fn targets(results: &BTreeMap<Case, Vec<Run>>) -> String {
     let mut line = |what: &str, sock: Sock, value: Option<f64>, unit: &str, limit: f64| {
         let (shown, met) = match value {
             Some(v) if !v.is_nan() => (
-                format!("{v:.2}{unit}"),
+                format!("{v:.3}{unit}"),
                 if v <= limit { "met" } else { "**not met**" },
             ),
             _ => ("-".to_owned(), "not measured"),
