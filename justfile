@@ -21,3 +21,4 @@ lint:
 # Criterion benchmarks.
 bench:
     cargo bench --bench parse
+    cargo bench --bench copy

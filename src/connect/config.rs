@@ -147,6 +147,10 @@ pub struct Config {
     pub load_balance_hosts: LoadBalanceHosts,
     /// Password file (`passfile`; default `~/.pgpass`).
     pub passfile: Option<PathBuf>,
+    /// Protocol-level settings of the connection's session: message-size cap,
+    /// receive buffer sizing, notification queue capacity. Not settable from a
+    /// connection string.
+    pub session: crate::session::SessionConfig,
 }
 
 impl Config {

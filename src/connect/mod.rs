@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 
 use crate::conn::Connection;
 use crate::error::Error;
-use crate::session::{Session, SessionConfig};
+use crate::session::Session;
 use crate::transport::{
     KeepaliveOptions, MaybeTls, Socket, SocketOptions, TcpTransport, Transport, UnixTransport,
 };
@@ -305,7 +305,7 @@ async fn establish<T: Transport>(
             }
         }
     };
-    let session = Session::new(SessionConfig::default());
+    let session = Session::new(config.session);
     let mut client = Connection::new(transport, session);
     let method = startup::startup(&mut client, config, host).await?;
     Ok((client, method))

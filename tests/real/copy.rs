@@ -444,3 +444,58 @@ async fn notifications_during_copy_and_while_idle() {
     assert_eq!(next.unwrap().unwrap().payload, "via stream");
     listener.unlisten_all().await.unwrap();
 }
+
+#[tokio::test]
+async fn e54_e58_queue_overflow_and_both_deliveries_against_the_server() {
+    let c0 = cluster();
+    let mut listener = admin().await;
+    // E54: a bounded queue of 3, five notifications, nobody pulling.
+    let mut config: pg_transport::Config = c0.socket_conninfo(TRUST_USER, "").parse().unwrap();
+    config.session.notification_capacity = 3;
+    let (mut bounded, _) = pg_transport::connect(&config).await.unwrap();
+    bounded.listen("burst").await.unwrap();
+    listener.listen("burst").await.unwrap();
+    let pushed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let p = pushed.clone();
+    listener
+        .session_mut()
+        .set_notification_delivery(pg_transport::NotificationDelivery::Both(Box::new(
+            move |n| p.lock().unwrap().push(n.payload.clone()),
+        )));
+    c0.psql("SELECT pg_notify('burst', g::text) FROM generate_series(1, 5) g")
+        .unwrap();
+    // Reading happens when the connections are next used.
+    bounded.ping().await.unwrap();
+    let overflow = bounded.wait_notification(None).await.unwrap_err();
+    assert_eq!(overflow.notifications_dropped(), Some(2));
+    let rest: Vec<String> = {
+        let mut v = Vec::new();
+        while v.len() < 3 {
+            v.push(
+                bounded
+                    .wait_notification(None)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .payload,
+            );
+        }
+        v
+    };
+    assert_eq!(rest, ["3", "4", "5"]);
+    // E58: callback and queue both get all five, in order.
+    listener.ping().await.unwrap();
+    let mut pulled = Vec::new();
+    while pulled.len() < 5 {
+        pulled.push(
+            listener
+                .wait_notification(Some(Duration::from_secs(5)))
+                .await
+                .unwrap()
+                .unwrap()
+                .payload,
+        );
+    }
+    assert_eq!(pulled, ["1", "2", "3", "4", "5"]);
+    assert_eq!(*pushed.lock().unwrap(), pulled);
+}
