@@ -21,6 +21,8 @@ pub const SCRAM_USER: &str = "scram_user";
 pub const SCRAM_PASS: &str = "scrâm pass Ⅸ";
 pub const SSL_ONLY_USER: &str = "ssl_only_user";
 pub const NOSSL_ONLY_USER: &str = "nossl_only_user";
+/// Authenticated by a client certificate (`cert` in pg_hba.conf).
+pub const CERT_USER: &str = "cert_user";
 
 pub struct Cluster {
     pub port: u16,
@@ -38,6 +40,12 @@ static REPLICA: OnceLock<Replica> = OnceLock::new();
 /// and stopped with it.
 pub struct Replica {
     pub port: u16,
+}
+
+/// A cluster of its own, for a test that restarts or stops the server. It is
+/// stopped and removed when this binary exits, like the shared one.
+pub fn start_dedicated() -> Cluster {
+    Cluster::start().unwrap_or_else(|e| panic!("could not start a dedicated cluster: {e}"))
 }
 
 /// The replica, started on first use.
@@ -162,6 +170,18 @@ impl Cluster {
         }
     }
 
+    /// `pg_ctl restart -m immediate`: every backend dies at once, as in a crash.
+    pub fn restart_immediate(&self) {
+        run(self
+            .as_server_user("pg_ctl")
+            .args(["-w", "-t", "60", "-m", "immediate", "-D"])
+            .arg(self.base.join("data"))
+            .arg("-l")
+            .arg(self.base.join("server.log"))
+            .arg("restart"))
+        .unwrap();
+    }
+
     fn start_replica(&self) -> Result<Replica, String> {
         let dir = self.base.join("replica");
         let port = free_port();
@@ -251,6 +271,20 @@ impl Cluster {
         std::fs::write(data.join("server.crt"), cert.pem()).map_err(|e| e.to_string())?;
         std::fs::write(data.join("server.key"), key.serialize_pem()).map_err(|e| e.to_string())?;
         std::fs::write(data.join("root.crt"), ca.pem()).map_err(|e| e.to_string())?;
+        // A client certificate for CERT_USER (cert authentication), for the tests.
+        let client_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let mut client_params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, CERT_USER);
+        let client_cert = client_params
+            .signed_by(&client_key, &issuer)
+            .map_err(|e| e.to_string())?;
+        std::fs::write(self.base.join("client.crt"), client_cert.pem())
+            .map_err(|e| e.to_string())?;
+        std::fs::write(self.base.join("client.key"), client_key.serialize_pem())
+            .map_err(|e| e.to_string())?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(
             data.join("server.key"),
@@ -268,7 +302,7 @@ impl Cluster {
     fn configure(&self, data: &Path) -> Result<(), String> {
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{sock}'\n\
-             ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+             ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n\
              password_encryption = 'scram-sha-256'\nfsync = off\nmax_connections = 60\n",
             port = self.port,
             sock = self.socket_dir.display()
@@ -283,6 +317,7 @@ impl Cluster {
              host all {SCRAM_USER} 127.0.0.1/32 scram-sha-256\n\
              hostssl all {SSL_ONLY_USER} 127.0.0.1/32 trust\n\
              hostnossl all {NOSSL_ONLY_USER} 127.0.0.1/32 trust\n\
+             hostssl all {CERT_USER} 127.0.0.1/32 cert\n\
              host all postgres 127.0.0.1/32 trust\n"
         );
         std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| e.to_string())
@@ -298,6 +333,7 @@ impl Cluster {
              CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASS}';\n\
              CREATE ROLE {SSL_ONLY_USER} LOGIN;\n\
              CREATE ROLE {NOSSL_ONLY_USER} LOGIN;\n\
+             CREATE ROLE {CERT_USER} LOGIN;\n\
              GRANT pg_signal_backend TO {SCRAM_USER};\n"
         );
         self.psql(&sql).map(drop)

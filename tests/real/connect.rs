@@ -290,3 +290,42 @@ async fn server_error_drains_to_ready() {
     assert_eq!(r.len(), 2);
     assert_eq!(r[1].rows, [[Some("a".to_owned()), None]]);
 }
+
+#[tokio::test]
+async fn client_certificate_authenticates() {
+    let c = cluster();
+    let base = c.ca_file.parent().unwrap();
+    let with_cert = format!(
+        "host=localhost port={} user={CERT_USER} dbname=postgres sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+        c.port,
+        c.ca_file.display(),
+        base.join("client.crt").display(),
+        base.join("client.key").display()
+    );
+    let (mut client, info) = try_connect(&with_cert)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        info.auth_method,
+        AuthMethod::Trust,
+        "cert auth asks for no password"
+    );
+    assert_eq!(
+        client.simple_query("SELECT current_user").await.unwrap()[0].rows[0][0].as_deref(),
+        Some(CERT_USER)
+    );
+    // Without the certificate the server refuses.
+    let without = format!(
+        "host=localhost port={} user={CERT_USER} dbname=postgres sslmode=require",
+        c.port
+    );
+    let e = try_connect(&without).await.unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Auth | ErrorKind::Tls), "{e}");
+    // A certificate file that is not there: a config error before any I/O.
+    let e = try_connect(&format!(
+        "{without} sslcert=/nonexistent.crt sslkey=/nonexistent.key"
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+}

@@ -309,3 +309,32 @@ async fn c40_recv_message_timeout_mid_exchange_is_recoverable() {
     assert!(saw_row, "the result arrived after the timeout");
     assert_eq!(client.state(), State::Ready);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f62_server_restart_is_seen_on_every_idle_connection() {
+    let c = tokio::task::spawn_blocking(start_dedicated).await.unwrap();
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let conninfo = if i % 2 == 0 {
+            c.socket_conninfo("postgres", "")
+        } else {
+            c.url("postgres", None, "sslmode=require")
+        };
+        clients.push(crate::client(&conninfo).await);
+    }
+    assert!(clients.iter().all(pg_transport::Connection::is_connected));
+    tokio::task::block_in_place(|| c.restart_immediate());
+    wait_for(|| clients.iter().all(|c| !c.is_connected())).await;
+    for (i, client) in clients.iter().enumerate() {
+        assert!(
+            !client.is_connected(),
+            "connection {i} still looks alive after the restart"
+        );
+        assert_eq!(client.state(), State::Ready, "no round trip was made");
+    }
+    let e = clients[0].simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(clients[0].state(), State::Closed, "{e}");
+    // The restarted server takes new connections.
+    let mut fresh = crate::client(&c.socket_conninfo("postgres", "")).await;
+    fresh.ping().await.unwrap();
+}

@@ -617,3 +617,77 @@ async fn d49_send_after_reset_closes() {
     assert!(matches!(e.kind(), ErrorKind::Io | ErrorKind::Closed), "{e}");
     assert_eq!(client.state(), State::Closed);
 }
+
+/// Records the SNI of each ClientHello and serves one self-signed certificate.
+#[derive(Debug)]
+struct SniRecorder {
+    key: Arc<rustls::sign::CertifiedKey>,
+    seen: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+}
+
+impl rustls::server::ResolvesServerCert for SniRecorder {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(hello.server_name().map(str::to_owned));
+        Some(self.key.clone())
+    }
+}
+
+#[tokio::test]
+async fn sni_for_host_names_never_for_ip_literals() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let signing = provider
+        .key_provider
+        .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(
+            key.serialize_der().into(),
+        ))
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let resolver = SniRecorder {
+        key: Arc::new(rustls::sign::CertifiedKey::new(
+            vec![cert.der().clone()],
+            signing,
+        )),
+        seen: seen.clone(),
+    };
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (port, _) = peer(move |mut s, _| {
+        let acceptor = acceptor.clone();
+        async move {
+            read_untagged(&mut s).await;
+            s.write_all(b"S").await.unwrap();
+            if let Ok(mut tls) = acceptor.accept(s).await {
+                let mut len = [0u8; 4];
+                let _ = tls.read_exact(&mut len).await;
+            }
+        }
+    })
+    .await;
+    for host in ["localhost", "127.0.0.1"] {
+        let c: Config = format!("host={host} port={port} user=u sslmode=require connect_timeout=2")
+            .parse()
+            .unwrap();
+        let _ = pg_transport::connect(&c).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [Some("localhost".to_owned()), None],
+        "SNI for a name, none for an IP literal"
+    );
+}
