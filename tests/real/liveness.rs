@@ -267,14 +267,15 @@ async fn h84_failing_setsockopt_closes_the_socket() {
     let url = c.url(TRUST_USER, None, "sslmode=disable&keepalives_count=1000");
     let config: pg_transport::Config = url.parse().unwrap();
     let before = open_fds();
-    for _ in 0..20 {
+    for _ in 0..200 {
         let e = pg_transport::connect(&config).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io, "{e}");
         assert!(e.to_string().contains("could not connect"), "{e}");
     }
-    // Other tests run in parallel and open sockets too; 20 leaked descriptors would show.
+    // Other tests run in parallel and open a few sockets too; 200 leaked
+    // descriptors would stand far above that noise.
     assert!(
-        open_fds() < before + 10,
+        open_fds() < before + 50,
         "descriptors leaked: {before} -> {}",
         open_fds()
     );
