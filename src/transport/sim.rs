@@ -13,7 +13,8 @@ use super::probe::SocketPeek;
 use super::{Transport, TransportKind};
 
 /// A turmoil TCP stream. The probe answers like the real one: data waiting,
-/// peer closed (FIN or reset), or idle.
+/// peer closed (FIN or reset), or idle — except that turmoil cannot show a FIN
+/// queued behind unread bytes, so `DataThenClosed` is reported as `Data`.
 #[derive(Debug)]
 pub struct SimTransport {
     /// The mutex only lets `probe(&self)` peek; reads and writes reach the

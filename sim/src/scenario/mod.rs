@@ -68,6 +68,11 @@ pub(crate) const ALL: &[Scenario] = &[
         run: net::cancel,
     },
     Scenario {
+        name: "net-idle-close",
+        about: "turmoil: the server closes an idle connection (FIN, with or without FATAL): probe sees it, next operation fails, Closed",
+        run: net::idle_close,
+    },
+    Scenario {
         name: "eof-mid-stream",
         about: "server stream ends at a seeded byte: only complete messages seen, then Closed",
         run: stream::eof_mid_stream,

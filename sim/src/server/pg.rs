@@ -28,6 +28,9 @@ pub(crate) enum Reply {
     CopyIn { abort_at: Option<usize> },
     /// CopyOutResponse, these messages, CopyDone, CommandComplete.
     CopyOut(Vec<Sent>),
+    /// Right after startup, close the connection (optionally after a FATAL
+    /// ErrorResponse, as PostgreSQL does), without waiting for a query.
+    CloseIdle { fatal: bool },
 }
 
 /// What the scenario wants the server to do.
@@ -91,6 +94,17 @@ pub(crate) async fn serve(
     hello.extend_from_slice(b"K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2a");
     ready_for_query(&mut hello, b'I');
     s.write_all(&hello).await?;
+    if let Reply::CloseIdle { fatal } = script.reply {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if fatal {
+            s.write_all(&error(
+                "57P01",
+                "terminating connection due to administrator command",
+            ))
+            .await?;
+        }
+        return Ok(());
+    }
     let mut reply = Some(script.reply);
     let mut copy: Option<CopyIn> = None;
     loop {
@@ -169,7 +183,7 @@ pub(crate) async fn serve(
                         s.write_all(&out).await?;
                     }
                     // Later queries (a check that the connection still works): empty.
-                    None => {
+                    Some(Reply::CloseIdle { .. }) | None => {
                         let mut out = b"I\0\0\0\x04".to_vec();
                         ready_for_query(&mut out, b'I');
                         s.write_all(&out).await?;
