@@ -196,6 +196,15 @@ impl<T: Transport> Connection<T> {
             let mut outcome: Option<Error> = None;
             let mut copying = false;
             loop {
+                // The hot path: CopyData straight to the sink, no Message built.
+                if sink_error.is_none() {
+                    if let Some(data) = self.session.next_copy_data()? {
+                        if let Err(e) = sink(data).await {
+                            sink_error = Some(e.into());
+                        }
+                        continue;
+                    }
+                }
                 let Some(m) = self.session.next_message_owned()? else {
                     self.fill(None).await?;
                     continue;

@@ -308,6 +308,27 @@ impl Session {
         self.next_borrowed(Some(rows))
     }
 
+    /// The COPY OUT fast path: if the next buffered message is a complete
+    /// CopyData, its payload (sharing the receive buffer, no copy); `Ok(None)`
+    /// for anything else or an incomplete message — then call
+    /// [`Session::next_message_owned`]. Skips building a [`Message`].
+    ///
+    /// # Errors
+    /// Kind `Closed` on a closed session; kind `Protocol` for a bad header (closes).
+    #[inline]
+    pub fn next_copy_data(&mut self) -> Result<Option<Bytes>, Error> {
+        self.core.check_open()?;
+        match backend::parse_header(self.recv.unread(), self.core.max_message_len) {
+            Ok(Some(h)) if h.tag == COPY_DATA_TAG && h.len <= self.recv.len() => {
+                let mut payload = self.recv.take_bytes(h.len);
+                bytes::Buf::advance(&mut payload, HEADER_LEN);
+                Ok(Some(payload))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(self.core.protocol_failure(e)),
+        }
+    }
+
     /// Like [`Session::next_message`], but the message owns its payloads: `Bytes`
     /// that share the receive buffer's allocation (no copy).
     ///
