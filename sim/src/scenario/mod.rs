@@ -2,7 +2,7 @@
 //! client `Session` in seeded chunks (with seeded faults), and checks what the
 //! client saw against what the server sent.
 
-mod net;
+pub(crate) mod net;
 mod stream;
 
 use crate::seed::Seed;

@@ -17,6 +17,20 @@ use crate::server::encode::Sent;
 use crate::server::pg::{Log, Reply, Script, Ssl, serve};
 
 type Client = Connection<MaybeTls<Chop<SimTransport>>>;
+
+thread_local! {
+    /// A fault plan that replaces the seed's (property tests shrink it).
+    static PLAN_OVERRIDE: std::cell::RefCell<Option<Plan>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `plan` as the fault plan of every simulation it starts on
+/// this thread, instead of the plan drawn from the seed.
+pub(crate) fn with_plan<R>(plan: Plan, f: impl FnOnce() -> R) -> R {
+    PLAN_OVERRIDE.with(|p| *p.borrow_mut() = Some(plan));
+    let r = f();
+    PLAN_OVERRIDE.with(|p| *p.borrow_mut() = None);
+    r
+}
 type Shared<T> = Arc<Mutex<T>>;
 
 /// Runs one simulation: the server serves `script`; `client` runs against it.
@@ -33,13 +47,15 @@ where
 {
     let mut rng = Rng::new(seed);
     let latency = Duration::from_millis(1 + rng.below(20) as u64);
-    let plan = Plan {
+    let seeded = Plan {
         reads: (0..1 + rng.below(6)).map(|_| size(&mut rng)).collect(),
-        writes: (0..1 + rng.below(6))
-            .map(|_| size(&mut rng).max(min_write))
-            .collect(),
+        writes: (0..1 + rng.below(6)).map(|_| size(&mut rng)).collect(),
         pending_every: rng.below(6),
     };
+    let mut plan = PLAN_OVERRIDE.with(|p| p.borrow().clone()).unwrap_or(seeded);
+    plan.writes
+        .iter_mut()
+        .for_each(|w| *w = (*w).max(min_write));
     let log: Shared<Log> = Arc::default();
     let transcript: Shared<Vec<String>> = Arc::default();
     let mut sim = turmoil::Builder::new()
