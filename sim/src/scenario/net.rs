@@ -25,6 +25,10 @@ thread_local! {
 
 /// Runs `f` with `plan` as the fault plan of every simulation it starts on
 /// this thread, instead of the plan drawn from the seed.
+#[allow(
+    dead_code,
+    reason = "used by tests/faults.rs, which includes this module by path; not by the CLI"
+)]
 pub(crate) fn with_plan<R>(plan: Plan, f: impl FnOnce() -> R) -> R {
     PLAN_OVERRIDE.with(|p| *p.borrow_mut() = Some(plan));
     let r = f();
