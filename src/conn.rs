@@ -277,7 +277,6 @@ impl<T: Transport> Connection<T> {
                     Message::CopyInResponse(_) => {
                         // A simple query cannot feed COPY FROM STDIN: refuse it so the
                         // server does not wait forever.
-                        self.session.send_buf().buf_mut().clear();
                         frontend::copy_fail(
                             self.session.send_buf().buf_mut(),
                             "COPY FROM STDIN is not supported by simple_query; use copy_in",

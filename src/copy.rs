@@ -210,11 +210,8 @@ impl<T: Transport> Connection<T> {
                     continue;
                 };
                 match m {
-                    Message::CopyData(data) if sink_error.is_none() => {
-                        if let Err(e) = sink(data).await {
-                            sink_error = Some(e.into());
-                        }
-                    }
+                    // CopyData reaches here only after the sink failed (the fast
+                    // path above takes it otherwise): drained, not delivered.
                     Message::CopyOutResponse(_) => copying = true,
                     Message::CommandComplete { tag } => rows = copy_rows(&tag),
                     Message::CopyInResponse(_) => {

@@ -1,6 +1,6 @@
 //! Entry points for fuzzers and property tests. Not API: no stability promise.
 
-use crate::protocol::{Message, ProtocolError, parse_message};
+use crate::protocol::{ProtocolError, parse_message};
 
 /// What [`parse_stream`] ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub fn parse_stream(bytes: &[u8], max_len: usize) -> (Vec<String>, StreamEnd) {
         let rest = bytes.get(pos..).unwrap_or_default();
         match parse_message(rest, max_len) {
             Ok(Some((msg, n))) => {
-                out.push(render(&msg));
+                out.push(format!("{msg:?}"));
                 pos += n;
             }
             Ok(None) if rest.is_empty() => return (out, StreamEnd::Clean),
@@ -30,10 +30,6 @@ pub fn parse_stream(bytes: &[u8], max_len: usize) -> (Vec<String>, StreamEnd) {
             Err(e) => return (out, StreamEnd::Error(pos, e)),
         }
     }
-}
-
-fn render(msg: &Message<&[u8]>) -> String {
-    format!("{msg:?}")
 }
 
 /// Planted bugs the simulation must find (its self-test). They exist only with

@@ -1,7 +1,6 @@
 //! StartupMessage and authentication, up to the first ReadyForQuery.
 
 use base64::Engine;
-use bytes::Bytes;
 use rand::RngCore;
 
 use super::config::{ChannelBinding, Config};
@@ -184,9 +183,9 @@ async fn send<T: Transport>(
     conn: &mut Connection<T>,
     encode: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::protocol::EncodeError>,
 ) -> Result<(), Error> {
-    let mut buf = bytes::BytesMut::new();
-    encode(&mut buf).map_err(Error::invalid_input)?;
-    conn.send_msg(&Bytes::from(buf)).await
+    // Encoders leave the buffer untouched on error.
+    encode(conn.session_mut().send_buf().buf_mut()).map_err(Error::invalid_input)?;
+    conn.send_buf_msg().await
 }
 
 fn password_from_file(

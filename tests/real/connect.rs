@@ -283,6 +283,19 @@ async fn server_error_drains_to_ready() {
         )
     );
     assert_eq!(client.state(), pg_transport::State::Ready);
+    // COPY FROM STDIN cannot be fed by a simple query: refused with CopyFail,
+    // the server's error returned, the connection still Ready.
+    client
+        .simple_query("CREATE TEMP TABLE sq_copy (v int)")
+        .await
+        .unwrap();
+    let e = client
+        .simple_query("COPY sq_copy FROM STDIN")
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_db_error().unwrap().code.code(), "57014", "{e}");
+    assert!(e.to_string().contains("use copy_in"), "{e}");
+    assert_eq!(client.state(), pg_transport::State::Ready);
     let r = client
         .simple_query("SELECT 1; SELECT 'a', NULL")
         .await

@@ -103,12 +103,10 @@ async fn answering(byte: &'static [u8]) -> u16 {
 async fn g67_g68_server_without_ssl() {
     let port = answering(b"N").await;
     for mode in ["require", "verify-ca", "verify-full"] {
-        let root = std::env::temp_dir().join("pg-transport-no-such-root.crt");
         let extra = format!(
             "sslmode={mode} sslrootcert={}",
             crate::cluster::cluster().ca_file.display()
         );
-        let _ = root;
         let e = connect_err(&config(port, &extra)).await;
         assert_eq!(e.kind(), ErrorKind::Tls, "{mode}: {e}");
         assert!(
