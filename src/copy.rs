@@ -210,8 +210,13 @@ impl<T: Transport> Connection<T> {
                     continue;
                 };
                 match m {
-                    // CopyData reaches here only after the sink failed (the fast
-                    // path above takes it otherwise): drained, not delivered.
+                    // CopyData comes this way when a notice or notification
+                    // preceded it (the fast path only looks at the next frame).
+                    Message::CopyData(data) if sink_error.is_none() => {
+                        if let Err(e) = sink(data).await {
+                            sink_error = Some(e.into());
+                        }
+                    }
                     Message::CopyOutResponse(_) => copying = true,
                     Message::CommandComplete { tag } => rows = copy_rows(&tag),
                     Message::CopyInResponse(_) => {
