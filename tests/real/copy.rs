@@ -499,3 +499,38 @@ async fn e54_e58_queue_overflow_and_both_deliveries_against_the_server() {
     assert_eq!(pulled, ["1", "2", "3", "4", "5"]);
     assert_eq!(*pushed.lock().unwrap(), pulled);
 }
+
+#[tokio::test]
+async fn copy_out_with_notices_between_rows_delivers_every_row() {
+    let mut c = admin().await;
+    c.simple_query(
+        "CREATE OR REPLACE FUNCTION noisy(i int) RETURNS int LANGUAGE plpgsql AS
+           $$ BEGIN RAISE NOTICE 'row %', i; RETURN i; END $$;",
+    )
+    .await
+    .unwrap();
+    let notices = Arc::new(AtomicUsize::new(0));
+    let n = notices.clone();
+    c.session_mut().set_notice_callback(move |_| {
+        n.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut got = Vec::new();
+    let rows = c
+        .copy_out(
+            "COPY (SELECT noisy(g) FROM generate_series(1, 2000) g) TO STDOUT",
+            |b: Bytes| {
+                got.extend_from_slice(&b);
+                async { Ok::<_, std::io::Error>(()) }
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 2000);
+    let text = String::from_utf8(got).unwrap();
+    let expected: String = (1..=2000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(
+        text, expected,
+        "every row, in order, none lost behind a notice"
+    );
+    assert_eq!(notices.load(Ordering::SeqCst), 2000);
+}
