@@ -71,13 +71,23 @@ pub(crate) async fn startup<T: Transport>(
     loop {
         match conn.recv_message(None).await? {
             Message::Authentication(auth) => match auth {
-                Authentication::Ok => {}
+                Authentication::Ok => {
+                    // SCRAM authenticates the server too: an Ok before its
+                    // proof (SASLFinal) could come from anyone.
+                    if scram.as_ref().is_some_and(|s| !s.is_complete()) {
+                        return Err(Error::auth(
+                            "the server sent AuthenticationOk before completing SCRAM: it never proved it knows the password; not trusting this server",
+                        ));
+                    }
+                }
                 Authentication::CleartextPassword => {
+                    refuse_without_binding(config, "a cleartext password")?;
                     method = AuthMethod::Cleartext;
                     let pw = password()?;
                     send(conn, |buf| frontend::password(buf, pw.as_bytes())).await?;
                 }
                 Authentication::Md5Password { salt } => {
+                    refuse_without_binding(config, "an MD5 password")?;
                     method = AuthMethod::Md5;
                     let pw = password()?;
                     let hashed = md5_password(user.as_bytes(), pw.as_bytes(), salt);
@@ -133,6 +143,18 @@ pub(crate) async fn startup<T: Transport>(
         ));
     }
     Ok(method)
+}
+
+/// With channel_binding=require, a password is never sent to a server that
+/// asks for it outside SCRAM-PLUS: a man in the middle would get it (libpq
+/// refuses the same way).
+fn refuse_without_binding(config: &Config, what: &str) -> Result<(), Error> {
+    if config.channel_binding == ChannelBinding::Require {
+        return Err(Error::auth(format!(
+            "channel_binding=require, but the server asked for {what}, which cannot bind to the channel; the password was not sent"
+        )));
+    }
+    Ok(())
 }
 
 fn out_of_order(what: &str) -> Error {

@@ -146,6 +146,22 @@ async fn channel_binding_require_without_tls_fails() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("without channel binding"), "{e}");
+    // A server that asks for a cleartext or MD5 password over TLS: refused
+    // before the password is sent (the server then logs an incomplete startup).
+    for (user, pass, method) in [
+        (PASSWORD_USER, PASSWORD_PASS, "a cleartext password"),
+        (MD5_USER, MD5_PASS, "an MD5 password"),
+    ] {
+        let e = try_connect(&c.url(user, Some(pass), "sslmode=require&channel_binding=require"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(method) && text.contains("the password was not sent"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -63,6 +63,11 @@ pub(crate) const ALL: &[Scenario] = &[
         run: net::ssl_injection,
     },
     Scenario {
+        name: "net-auth",
+        about: "turmoil: SSL refused or TLS (rustls), trust/cleartext/MD5/SCRAM(-PLUS), wrong passwords, channel_binding, SCRAM servers that skip or forge their proof",
+        run: net::auth,
+    },
+    Scenario {
         name: "net-cancel",
         about: "turmoil: a query dropped at a seeded instant: Closed and never reused, or complete and correct",
         run: net::cancel,

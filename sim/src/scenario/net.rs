@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pg_transport::connect::{HostEntry, connect_transport};
+use pg_transport::connect::{AuthMethod, HostEntry, connect_transport};
 use pg_transport::transport::{MaybeTls, SimTransport};
 use pg_transport::{Config, Connection, ErrorKind, State, source_fn};
 
 use super::Outcome;
 use crate::chop::{Chop, FrameLog, Frames, Plan};
 use crate::seed::{Rng, Seed};
+use crate::server::auth::{Auth, PASSWORD, Twist};
 use crate::server::encode::Sent;
 use crate::server::pg::{Log, Reply, Script, Ssl, serve};
 
@@ -107,6 +108,15 @@ async fn connect_tracked(
     ssl_mode: &str,
     frames: Option<Frames>,
 ) -> Result<Client, pg_transport::Error> {
+    let conninfo = format!("user=sim dbname=sim sslmode={ssl_mode}");
+    connect_with(plan, &conninfo, frames).await.map(|(c, _)| c)
+}
+
+async fn connect_with(
+    plan: Plan,
+    conninfo: &str,
+    frames: Option<Frames>,
+) -> Result<(Client, AuthMethod), pg_transport::Error> {
     let stream = turmoil::net::TcpStream::connect(("server", 5432))
         .await
         .map_err(|e| pg_transport::Error::io("simulated connect", e))?;
@@ -114,15 +124,13 @@ async fn connect_tracked(
     if let Some(frames) = frames {
         chop = chop.with_frames(frames);
     }
-    let config: Config = format!("user=sim dbname=sim sslmode={ssl_mode}").parse()?;
+    let config: Config = conninfo.parse()?;
     let host = HostEntry {
         host: Some("server".into()),
         hostaddr: None,
         port: 5432,
     };
-    connect_transport(chop, &config, &host)
-        .await
-        .map(|(c, _)| c)
+    connect_transport(chop, &config, &host).await
 }
 
 fn finish(
@@ -169,10 +177,7 @@ pub(crate) fn query(seed: Seed) -> Outcome {
     let mut rng = Rng::new(Seed(seed.0 ^ 0x51));
     let sent = rows_reply(&mut rng);
     let expected = sent.clone();
-    let script = Script {
-        ssl: Ssl::Refuse,
-        reply: Reply::Rows(sent),
-    };
+    let script = Script::plain(Reply::Rows(sent));
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
@@ -236,10 +241,7 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
     let abort_at = (!rng.one_in(4)).then(|| 1 + rng.below(150_000));
     let total_rows = 2_000 + rng.below(8_000) as u64;
     let chunk_rows = 1 + rng.below(500) as u64;
-    let script = Script {
-        ssl: Ssl::Refuse,
-        reply: Reply::CopyIn { abort_at },
-    };
+    let script = Script::plain(Reply::CopyIn { abort_at });
     // Writes of at least 256 bytes: 1-byte CopyData segments would make a
     // single run take minutes without exercising anything new.
     let (result, log, transcript) =
@@ -342,10 +344,7 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
         })
         .flatten()
         .collect();
-    let script = Script {
-        ssl: Ssl::Refuse,
-        reply: Reply::CopyOut(sent),
-    };
+    let script = Script::plain(Reply::CopyOut(sent));
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
@@ -380,6 +379,7 @@ pub(crate) fn ssl_injection(seed: Seed) -> Outcome {
     let same_segment = Rng::new(seed).one_in(2);
     let script = Script {
         ssl: Ssl::Inject { same_segment },
+        auth: Auth::Trust,
         reply: Reply::Rows(Vec::new()),
     };
     let (result, log, transcript) =
@@ -431,10 +431,7 @@ pub(crate) fn cancel(seed: Seed) -> Outcome {
         .filter(|m| matches!(m, Sent::DataRow(_)))
         .count();
     let deadline = Duration::from_millis(rng.below(60) as u64);
-    let script = Script {
-        ssl: Ssl::Refuse,
-        reply: Reply::Rows(sent),
-    };
+    let script = Script::plain(Reply::Rows(sent));
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "disable")
@@ -465,10 +462,7 @@ pub(crate) fn cancel(seed: Seed) -> Outcome {
 /// the next operation, which fails and leaves the connection Closed.
 pub(crate) fn idle_close(seed: Seed) -> Outcome {
     let fatal = Rng::new(Seed(seed.0 ^ 0x1D)).one_in(2);
-    let script = Script {
-        ssl: Ssl::Refuse,
-        reply: Reply::CloseIdle { fatal },
-    };
+    let script = Script::plain(Reply::CloseIdle { fatal });
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "disable")
@@ -504,4 +498,161 @@ pub(crate) fn idle_close(seed: Seed) -> Outcome {
             Ok(())
         });
     finish(result, &log, &transcript, 1)
+}
+
+/// Startup over what the seed picks: SSL refused or TLS (rustls over the
+/// simulated stream), trust/cleartext/MD5/SCRAM(-PLUS), the right or a wrong
+/// password, channel_binding disable/prefer/require, and SCRAM servers that
+/// skip or forge their proof. Each combination has one right outcome.
+pub(crate) fn auth(seed: Seed) -> Outcome {
+    let mut rng = Rng::new(Seed(seed.0 ^ 0xA7));
+    let server_tls = rng.one_in(2);
+    let sslmode = ["disable", "prefer", "require"][rng.below(3)];
+    let binding = ["disable", "prefer", "require"][rng.below(3)];
+    let auth = match rng.below(8) {
+        0 => Auth::Trust,
+        1 => Auth::Cleartext,
+        2 => Auth::Md5,
+        3 => Auth::Scram(Twist::OkWithoutFinal),
+        4 => Auth::Scram(Twist::BadSignature),
+        _ => Auth::Scram(Twist::None),
+    };
+    let right_password = !rng.one_in(4);
+    let tls = server_tls && sslmode != "disable";
+    let expected = expected_auth(server_tls, sslmode, binding, auth, right_password);
+    let script = Script {
+        ssl: if server_tls { Ssl::Accept } else { Ssl::Refuse },
+        auth,
+        reply: Reply::Rows(Vec::new()),
+    };
+    let password = if right_password {
+        PASSWORD
+    } else {
+        "not the password"
+    };
+    let conninfo = format!(
+        "user=sim dbname=sim sslmode={sslmode} channel_binding={binding} password='{password}'"
+    );
+    let faults = u32::from(
+        !right_password
+            || matches!(
+                auth,
+                Auth::Scram(Twist::OkWithoutFinal | Twist::BadSignature)
+            ),
+    );
+    let (result, log, transcript) = simulate(
+        seed,
+        script,
+        1,
+        move |plan, log, transcript| async move {
+            let outcome = connect_with(plan, &conninfo, None).await;
+            transcript.lock().unwrap().push(format!(
+                "tls {server_tls}/{sslmode}, binding {binding}, {auth:?}, right password {right_password}: {:?}",
+                outcome.as_ref().map(|(_, m)| m).map_err(|e| e.to_string())
+            ));
+            let (passwords, mechanism, server_saw_tls) = {
+                let l = log.lock().unwrap();
+                (l.password_messages, l.mechanism.clone(), l.tls)
+            };
+            match (&expected, outcome) {
+                (Ok(method), Ok((mut c, got))) => {
+                    if got != *method {
+                        return Err(format!("authenticated with {got:?}, expected {method:?}"));
+                    }
+                    if c.tls_info().is_some() != tls || server_saw_tls != tls {
+                        return Err(format!(
+                            "TLS: client {}, server {server_saw_tls}, expected {tls}",
+                            c.tls_info().is_some()
+                        ));
+                    }
+                    let plus = mechanism.as_deref() == Some("SCRAM-SHA-256-PLUS");
+                    if plus != (*method == AuthMethod::ScramSha256Plus) {
+                        return Err(format!("server saw mechanism {mechanism:?} for {method:?}"));
+                    }
+                    c.simple_query("")
+                        .await
+                        .map_err(|e| format!("connection not usable after startup: {e}"))?;
+                    if c.state() != State::Ready {
+                        return Err(format!("state {:?} after startup", c.state()));
+                    }
+                    c.close().await;
+                    Ok(())
+                }
+                (Err(want), Err(e)) => {
+                    if e.kind() != want.kind || !e.to_string().contains(want.says) {
+                        return Err(format!(
+                            "expected a {:?} error saying {:?}, got {:?}: {e}",
+                            want.kind,
+                            want.says,
+                            e.kind()
+                        ));
+                    }
+                    if want.no_password && passwords != 0 {
+                        return Err(format!(
+                            "{passwords} password message(s) sent although the client had to refuse"
+                        ));
+                    }
+                    Ok(())
+                }
+                (Ok(method), Err(e)) => Err(format!("expected {method:?}, got {e}")),
+                (Err(want), Ok((_, got))) => Err(format!(
+                    "connected with {got:?}; expected a {:?} error saying {:?}",
+                    want.kind, want.says
+                )),
+            }
+        },
+    );
+    finish(result, &log, &transcript, faults)
+}
+
+/// How a startup must fail.
+#[derive(Debug)]
+struct Refusal {
+    kind: ErrorKind,
+    says: &'static str,
+    /// The client must not have sent any password or SASL message.
+    no_password: bool,
+}
+
+/// The one right outcome of a startup, from libpq's rules.
+fn expected_auth(
+    server_tls: bool,
+    sslmode: &str,
+    binding: &str,
+    auth: Auth,
+    right_password: bool,
+) -> Result<AuthMethod, Refusal> {
+    let refuse = |kind, says, no_password| {
+        Err(Refusal {
+            kind,
+            says,
+            no_password,
+        })
+    };
+    if sslmode == "require" && !server_tls {
+        return refuse(ErrorKind::Tls, "SSL was required", true);
+    }
+    let tls = server_tls && sslmode != "disable";
+    let require = binding == "require";
+    let wrong = "password authentication failed";
+    match auth {
+        Auth::Trust if require => refuse(ErrorKind::Auth, "without channel binding", true),
+        Auth::Trust => Ok(AuthMethod::Trust),
+        Auth::Cleartext | Auth::Md5 if require => {
+            refuse(ErrorKind::Auth, "the password was not sent", true)
+        }
+        Auth::Cleartext | Auth::Md5 if !right_password => refuse(ErrorKind::Auth, wrong, false),
+        Auth::Cleartext => Ok(AuthMethod::Cleartext),
+        Auth::Md5 => Ok(AuthMethod::Md5),
+        Auth::Scram(_) if require && !tls => refuse(ErrorKind::Auth, "SCRAM-SHA-256-PLUS", true),
+        Auth::Scram(_) if !right_password => refuse(ErrorKind::Auth, wrong, false),
+        Auth::Scram(Twist::OkWithoutFinal) => {
+            refuse(ErrorKind::Auth, "before completing SCRAM", false)
+        }
+        Auth::Scram(Twist::BadSignature) => {
+            refuse(ErrorKind::Auth, "server signature is invalid", false)
+        }
+        Auth::Scram(Twist::None) if tls && binding != "disable" => Ok(AuthMethod::ScramSha256Plus),
+        Auth::Scram(Twist::None) => Ok(AuthMethod::ScramSha256),
+    }
 }

@@ -86,7 +86,31 @@ pub(crate) fn ready_for_query(out: &mut Vec<u8>, status: u8) {
 }
 
 pub(crate) fn authentication_ok(out: &mut Vec<u8>) {
-    frame(out, b'R', |b| b.extend_from_slice(&[0, 0, 0, 0]));
+    authentication(out, 0, &[]);
+}
+
+/// AuthenticationRequest `code` with its data.
+pub(crate) fn authentication(out: &mut Vec<u8>, code: i32, data: &[u8]) {
+    frame(out, b'R', |b| {
+        b.extend_from_slice(&code.to_be_bytes());
+        b.extend_from_slice(data);
+    });
+}
+
+/// An ErrorResponse with `severity`, `code` and `message`.
+pub(crate) fn error_response(out: &mut Vec<u8>, severity: &str, code: &str, message: &str) {
+    frame(out, b'E', |b| {
+        for (tag, value) in [
+            (b'S', severity),
+            (b'V', severity),
+            (b'C', code),
+            (b'M', message),
+        ] {
+            b.push(tag);
+            cstr(b, value.as_bytes());
+        }
+        b.push(0);
+    });
 }
 
 fn cstr(b: &mut Vec<u8>, s: &[u8]) {

@@ -5,9 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use turmoil::net::TcpStream;
 
+use super::auth::{Auth, authenticate};
 use super::encode::{Sent, authentication_ok, ready_for_query};
 
 /// How the server answers an SSLRequest.
@@ -17,6 +18,8 @@ pub(crate) enum Ssl {
     Refuse,
     /// `S` followed by plaintext bytes, in the same segment or a later one.
     Inject { same_segment: bool },
+    /// `S`, then TLS (rustls over the simulated stream).
+    Accept,
 }
 
 /// How the server answers the first Query.
@@ -37,7 +40,19 @@ pub(crate) enum Reply {
 #[derive(Debug, Clone)]
 pub(crate) struct Script {
     pub(crate) ssl: Ssl,
+    pub(crate) auth: Auth,
     pub(crate) reply: Reply,
+}
+
+impl Script {
+    /// No SSL, trust authentication, then `reply`.
+    pub(crate) fn plain(reply: Reply) -> Self {
+        Self {
+            ssl: Ssl::Refuse,
+            auth: Auth::Trust,
+            reply,
+        }
+    }
 }
 
 /// What the server saw, for the scenario's checks.
@@ -56,6 +71,12 @@ pub(crate) struct Log {
     pub(crate) rows_committed: u64,
     /// The server aborted a COPY IN.
     pub(crate) aborted: bool,
+    /// PasswordMessage/SASL messages received.
+    pub(crate) password_messages: u32,
+    /// The SASL mechanism the client chose.
+    pub(crate) mechanism: Option<String>,
+    /// The session ran over TLS.
+    pub(crate) tls: bool,
 }
 
 /// Serves one connection per `script`, recording into `log`.
@@ -64,11 +85,23 @@ pub(crate) async fn serve(
     script: Script,
     log: Arc<Mutex<Log>>,
 ) -> std::io::Result<()> {
-    let mut first = read_untagged(&mut s).await?;
+    let Some(mut first) = read_untagged(&mut s).await? else {
+        return Ok(());
+    };
     log.lock().unwrap().tags.push(0);
     if first.get(..4) == Some(&80877103i32.to_be_bytes()[..]) {
         match script.ssl {
             Ssl::Refuse => s.write_all(b"N").await?,
+            Ssl::Accept => {
+                s.write_all(b"S").await?;
+                let mut tls = super::tls::acceptor().accept(s).await?;
+                log.lock().unwrap().tls = true;
+                let Some(first) = read_untagged(&mut tls).await? else {
+                    return Ok(());
+                };
+                log.lock().unwrap().tags.push(0);
+                return session(tls, first, script, log).await;
+            }
             Ssl::Inject { same_segment } => {
                 if same_segment {
                     s.write_all(b"SXYZ").await?;
@@ -84,24 +117,43 @@ pub(crate) async fn serve(
                 return Ok(());
             }
         }
-        first = read_untagged(&mut s).await?;
+        let Some(startup) = read_untagged(&mut s).await? else {
+            return Ok(());
+        };
+        first = startup;
         log.lock().unwrap().tags.push(0);
     }
-    debug_assert_eq!(first.get(..4), Some(&196608i32.to_be_bytes()[..]));
+    session(s, first, script, log).await
+}
+
+/// The session after SSL negotiation: `startup` is the StartupMessage body.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    startup: Vec<u8>,
+    script: Script,
+    log: Arc<Mutex<Log>>,
+) -> std::io::Result<()> {
+    if startup.get(..4) != Some(&196608i32.to_be_bytes()[..]) {
+        return Ok(());
+    }
+    let tls = log.lock().unwrap().tls;
+    if !authenticate(&mut s, script.auth, tls, &log).await? {
+        return Ok(());
+    }
     let mut hello = Vec::new();
     authentication_ok(&mut hello);
     Sent::ParameterStatus("server_version".into(), "17.0 (simulated)".into()).encode(&mut hello);
     hello.extend_from_slice(b"K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2a");
     ready_for_query(&mut hello, b'I');
-    s.write_all(&hello).await?;
+    send(&mut s, &hello).await?;
     if let Reply::CloseIdle { fatal } = script.reply {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if fatal {
-            s.write_all(&error(
+            let fatal = error(
                 "57P01",
                 "terminating connection due to administrator command",
-            ))
-            .await?;
+            );
+            send(&mut s, &fatal).await?;
         }
         return Ok(());
     }
@@ -134,7 +186,7 @@ pub(crate) async fn serve(
                         "duplicate key value violates unique constraint \"t_pkey\"",
                     );
                     ready_for_query(&mut out, b'I');
-                    s.write_all(&out).await?;
+                    send(&mut s, &out).await?;
                 }
             }
             (b'c' | b'f', Some(c)) if c.aborted => {
@@ -148,13 +200,13 @@ pub(crate) async fn serve(
                 let mut out = Vec::new();
                 Sent::CommandComplete(format!("COPY {rows}")).encode(&mut out);
                 ready_for_query(&mut out, b'I');
-                s.write_all(&out).await?;
+                send(&mut s, &out).await?;
             }
             (b'f', Some(_)) => {
                 copy = None;
                 let mut out = error("57014", "COPY from stdin failed");
                 ready_for_query(&mut out, b'I');
-                s.write_all(&out).await?;
+                send(&mut s, &out).await?;
             }
             (b'Q', _) => {
                 copy = None;
@@ -164,10 +216,10 @@ pub(crate) async fn serve(
                         sent.iter().for_each(|m| m.encode(&mut out));
                         Sent::CommandComplete("SELECT".into()).encode(&mut out);
                         ready_for_query(&mut out, b'I');
-                        s.write_all(&out).await?;
+                        send(&mut s, &out).await?;
                     }
                     Some(Reply::CopyIn { abort_at }) => {
-                        s.write_all(b"G\0\0\0\x07\0\0\0").await?;
+                        send(&mut s, b"G\0\0\0\x07\0\0\0").await?;
                         copy = Some(CopyIn {
                             abort_at,
                             aborted: false,
@@ -180,13 +232,13 @@ pub(crate) async fn serve(
                         out.extend_from_slice(b"c\0\0\0\x04");
                         Sent::CommandComplete("COPY".into()).encode(&mut out);
                         ready_for_query(&mut out, b'I');
-                        s.write_all(&out).await?;
+                        send(&mut s, &out).await?;
                     }
                     // Later queries (a check that the connection still works): empty.
                     Some(Reply::CloseIdle { .. }) | None => {
                         let mut out = b"I\0\0\0\x04".to_vec();
                         ready_for_query(&mut out, b'I');
-                        s.write_all(&out).await?;
+                        send(&mut s, &out).await?;
                     }
                 }
             }
@@ -210,15 +262,29 @@ fn error(code: &str, message: &str) -> Vec<u8> {
     out
 }
 
-async fn read_untagged(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).await?;
-    let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
-    s.read_exact(&mut body).await?;
-    Ok(body)
+/// Writes `bytes` and flushes: TLS holds written bytes until flushed.
+pub(crate) async fn send<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    s.write_all(bytes).await?;
+    s.flush().await
 }
 
-async fn read_message(s: &mut TcpStream) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+/// A startup-phase message (no tag); `None` if the client closed first.
+async fn read_untagged<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match s.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+    s.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+/// A tagged message; `None` if the client closed between messages.
+pub(crate) async fn read_message<S: AsyncRead + Unpin>(
+    s: &mut S,
+) -> std::io::Result<Option<(u8, Vec<u8>)>> {
     let mut head = [0u8; 5];
     match s.read_exact(&mut head).await {
         Ok(_) => {}

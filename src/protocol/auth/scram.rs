@@ -106,6 +106,12 @@ impl ScramClient {
         }
     }
 
+    /// Whether the server's final message was checked: the server has proved
+    /// it knows the password.
+    pub fn is_complete(&self) -> bool {
+        matches!(self.step, Step::Done)
+    }
+
     /// client-first-message, for SASLInitialResponse.
     pub fn client_first(&self) -> Vec<u8> {
         [&self.gs2_header[..], self.client_first_bare.as_bytes()].concat()
