@@ -177,12 +177,16 @@ pub(crate) fn query(seed: Seed) -> Outcome {
     let mut rng = Rng::new(Seed(seed.0 ^ 0x51));
     let sent = rows_reply(&mut rng);
     let expected = sent.clone();
-    let script = Script::plain(Reply::Rows(sent));
+    let script = Script::plain(Reply::Rows(sent)).tls_if(rng.one_in(3));
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
+            transcript
+                .lock()
+                .unwrap()
+                .push(format!("tls {}", c.tls_info().is_some()));
             let results = c
                 .simple_query("SELECT sim")
                 .await
@@ -344,12 +348,16 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
         })
         .flatten()
         .collect();
-    let script = Script::plain(Reply::CopyOut(sent));
+    let script = Script::plain(Reply::CopyOut(sent)).tls_if(rng.one_in(3));
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
+            transcript
+                .lock()
+                .unwrap()
+                .push(format!("tls {}", c.tls_info().is_some()));
             let mut got = Vec::new();
             c.copy_out("COPY t TO STDOUT", |b: Bytes| {
                 got.extend_from_slice(&b);
@@ -431,10 +439,11 @@ pub(crate) fn cancel(seed: Seed) -> Outcome {
         .filter(|m| matches!(m, Sent::DataRow(_)))
         .count();
     let deadline = Duration::from_millis(rng.below(60) as u64);
-    let script = Script::plain(Reply::Rows(sent));
+    let tls = rng.one_in(3);
+    let script = Script::plain(Reply::Rows(sent)).tls_if(tls);
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
-            let mut c = connect(plan, "disable")
+            let mut c = connect(plan, if tls { "require" } else { "disable" })
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             let outcome = tokio::time::timeout(deadline, c.simple_query("SELECT sim")).await;

@@ -53,6 +53,14 @@ impl Script {
             reply,
         }
     }
+
+    /// Accepts SSL (TLS over the simulated stream) when `tls` is set.
+    pub(crate) fn tls_if(mut self, tls: bool) -> Self {
+        if tls {
+            self.ssl = Ssl::Accept;
+        }
+        self
+    }
 }
 
 /// What the server saw, for the scenario's checks.
