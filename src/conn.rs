@@ -313,9 +313,10 @@ impl<T: Transport> Connection<T> {
         self.simple_query("").await.map(drop)
     }
 
-    /// Whether there is a transport and its socket has not seen FIN/RST. No round trip.
+    /// Whether there is a transport, the connection is not `Closed`, and its
+    /// socket has not seen FIN/RST. No round trip.
     pub fn is_connected(&self) -> bool {
-        self.transport.is_some() && !self.socket_has_fin()
+        self.transport.is_some() && !self.session.is_closed() && !self.socket_has_fin()
     }
 
     /// Whether the kernel has seen the peer close or reset (one non-blocking
@@ -394,7 +395,10 @@ impl<T: Transport> Connection<T> {
                 K::Server | K::InvalidInput | K::State | K::Usage | K::Callback
             ) && self.session.state() == State::Ready;
             if !in_sync {
+                // The stream cannot be trusted again: release the socket now
+                // rather than when the caller drops the connection.
                 self.session.close();
+                self.transport = None;
             }
         }
         result

@@ -1,6 +1,7 @@
 //! The fault layer: cuts every read and write to sizes from a seeded plan and
 //! sometimes returns `Pending` first (turmoil delivers whole segments, so
-//! without this, framing code would never see a split message).
+//! without this, framing code would never see a split message), and can end
+//! the connection with a FIN or RST at a chosen byte.
 
 use std::io;
 use std::pin::Pin;
@@ -18,6 +19,33 @@ pub(crate) struct Plan {
     pub(crate) pending_every: usize,
 }
 
+/// The connection ends at a chosen byte of one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct End {
+    /// Cut the client's reads (the server's output) or its writes.
+    pub(crate) reads: bool,
+    /// Bytes that pass before the end.
+    pub(crate) at: usize,
+    /// RST (`ConnectionReset` on read, `BrokenPipe` on write) rather than FIN.
+    /// A FIN on the write side is not a thing the peer can do; write ends are
+    /// always resets.
+    pub(crate) reset: bool,
+}
+
+thread_local! {
+    /// Splits made by every `Chop` on this thread (a simulation runs on one).
+    static CUTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Returns and resets the number of reads and writes split on this thread.
+pub(crate) fn take_cuts() -> u32 {
+    CUTS.with(|c| c.replace(0))
+}
+
+fn count_cut() {
+    CUTS.with(|c| c.set(c.get().saturating_add(1)));
+}
+
 /// `T` with every read and write cut per a [`Plan`].
 #[derive(Debug)]
 pub(crate) struct Chop<T> {
@@ -29,9 +57,11 @@ pub(crate) struct Chop<T> {
     ops: usize,
     /// The completion count at the last stall.
     stalled_at: Option<usize>,
-    /// Counts cuts that split a caller's request (faults injected).
-    pub(crate) cuts: u32,
     frames: Option<Frames>,
+    end: Option<End>,
+    /// Bytes read and written so far.
+    read_total: usize,
+    write_total: usize,
 }
 
 impl<T> Chop<T> {
@@ -43,9 +73,29 @@ impl<T> Chop<T> {
             writes: 0,
             ops: 0,
             stalled_at: None,
-            cuts: 0,
             frames: None,
+            end: None,
+            read_total: 0,
+            write_total: 0,
         }
+    }
+
+    /// Ends the connection per `end`.
+    pub(crate) fn with_end(mut self, end: Option<End>) -> Self {
+        self.end = end;
+        self
+    }
+
+    /// Bytes left before the end of reads (`reads`) or writes; `None`
+    /// without an end in that direction.
+    fn left(&self, reads: bool) -> Option<usize> {
+        let end = self.end.filter(|e| e.reads == reads)?;
+        let done = if reads {
+            self.read_total
+        } else {
+            self.write_total
+        };
+        Some(end.at.saturating_sub(done))
     }
 
     /// Also tracks the frames passing in both directions into `frames`.
@@ -78,7 +128,11 @@ fn pick(sizes: &[usize], i: usize) -> usize {
 
 impl<T: Transport> Transport for Chop<T> {
     fn probe(&self) -> SocketPeek {
-        self.inner.probe()
+        match (self.end, self.left(true)) {
+            (Some(end), Some(0)) if end.reset => SocketPeek::Error(io::ErrorKind::ConnectionReset),
+            (Some(_), Some(0)) => SocketPeek::Closed,
+            _ => self.inner.probe(),
+        }
     }
 
     fn kind(&self) -> TransportKind {
@@ -96,11 +150,21 @@ impl<T: Transport> AsyncRead for Chop<T> {
         if this.stall(cx) {
             return Poll::Pending;
         }
-        let limit = pick(&this.plan.reads, this.reads);
+        let left = this.left(true);
+        if left == Some(0) {
+            count_cut();
+            return Poll::Ready(if this.end.is_some_and(|e| e.reset) {
+                Err(io::ErrorKind::ConnectionReset.into())
+            } else {
+                Ok(())
+            });
+        }
+        let limit = pick(&this.plan.reads, this.reads).min(left.unwrap_or(usize::MAX));
         if limit >= buf.remaining() {
             let before = buf.filled().len();
             let result = Pin::new(&mut this.inner).poll_read(cx, buf);
             this.ops += usize::from(result.is_ready());
+            this.read_total += buf.filled().len() - before;
             if let Some(frames) = this.frames.as_mut() {
                 frames.read(&buf.filled()[before..]);
             }
@@ -112,7 +176,8 @@ impl<T: Transport> AsyncRead for Chop<T> {
             Poll::Ready(Ok(())) => {
                 this.reads += 1;
                 this.ops += 1;
-                this.cuts += 1;
+                this.read_total += sub.filled().len();
+                count_cut();
                 if let Some(frames) = this.frames.as_mut() {
                     frames.read(sub.filled());
                 }
@@ -134,7 +199,12 @@ impl<T: Transport> AsyncWrite for Chop<T> {
         if this.stall(cx) {
             return Poll::Pending;
         }
-        let limit = pick(&this.plan.writes, this.writes);
+        let left = this.left(false);
+        if left == Some(0) && !buf.is_empty() {
+            count_cut();
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let limit = pick(&this.plan.writes, this.writes).min(left.unwrap_or(usize::MAX));
         let part = &buf[..buf.len().min(limit)];
         let result = Pin::new(&mut this.inner).poll_write(cx, part);
         if let Poll::Ready(Ok(n)) = result {
@@ -143,8 +213,9 @@ impl<T: Transport> AsyncWrite for Chop<T> {
             }
             this.writes += 1;
             this.ops += 1;
+            this.write_total += n;
             if part.len() < buf.len() {
-                this.cuts += 1;
+                count_cut();
             }
         }
         result

@@ -99,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
 struct Tally {
     runs: u64,
     faults: u64,
+    splits: u64,
     failures: u64,
 }
 
@@ -143,6 +144,7 @@ fn main() -> ExitCode {
             }
             tally.runs += 1;
             tally.faults += u64::from(outcome.faults);
+            tally.splits += u64::from(outcome.splits);
             if let Err(why) = outcome.result {
                 tally.failures += 1;
                 replays.push(format!(
@@ -161,13 +163,13 @@ fn main() -> ExitCode {
         println!();
     }
     println!(
-        "\n{:<16} {:>8} {:>8} {:>9}",
-        "scenario", "runs", "faults", "failures"
+        "\n{:<16} {:>8} {:>8} {:>10} {:>9}",
+        "scenario", "runs", "faults", "splits", "failures"
     );
     for (scenario, t) in scenarios.iter().zip(&tallies) {
         println!(
-            "{:<16} {:>8} {:>8} {:>9}",
-            scenario.name, t.runs, t.faults, t.failures
+            "{:<16} {:>8} {:>8} {:>10} {:>9}",
+            scenario.name, t.runs, t.faults, t.splits, t.failures
         );
     }
     let failed: u64 = tallies.iter().map(|t| t.failures).sum();

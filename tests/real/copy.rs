@@ -372,6 +372,8 @@ async fn backend_terminated_mid_copy_in_closes() {
         "{e}"
     );
     assert_eq!(c.state(), State::Closed);
+    // A Closed connection never reports itself connected.
+    assert!(!c.is_connected());
 }
 
 #[tokio::test]

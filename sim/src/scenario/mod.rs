@@ -10,8 +10,11 @@ use crate::seed::Seed;
 /// What one run of one scenario produced.
 #[derive(Debug)]
 pub(crate) struct Outcome {
-    /// Faults injected (corruptions, cuts, EOFs).
+    /// Faults injected (corruptions, EOFs, FIN/RST, aborts, forged auth, wrong
+    /// passwords, cancellations).
     pub(crate) faults: u32,
+    /// Reads and writes the fault layer split (delivered in pieces).
+    pub(crate) splits: u32,
     /// Every event, for the same-seed-same-transcript check.
     pub(crate) transcript: Vec<String>,
     /// `Err` names the first invariant broken.
@@ -66,6 +69,11 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "net-auth",
         about: "turmoil: SSL refused or TLS (rustls), trust/cleartext/MD5/SCRAM(-PLUS), wrong passwords, channel_binding, SCRAM servers that skip or forge their proof",
         run: net::auth,
+    },
+    Scenario {
+        name: "net-cut",
+        about: "turmoil: FIN or RST at a seeded byte of what the client reads or writes: right result, or Closed/Io and never reused",
+        run: net::cut,
     },
     Scenario {
         name: "net-cancel",

@@ -11,7 +11,7 @@ use pg_transport::transport::{MaybeTls, SimTransport};
 use pg_transport::{Config, Connection, ErrorKind, State, source_fn};
 
 use super::Outcome;
-use crate::chop::{Chop, FrameLog, Frames, Plan};
+use crate::chop::{Chop, End, FrameLog, Frames, Plan, take_cuts};
 use crate::seed::{Rng, Seed};
 use crate::server::auth::{Auth, PASSWORD, Twist};
 use crate::server::encode::Sent;
@@ -63,6 +63,7 @@ where
         .for_each(|w| *w = (*w).max(min_write));
     let log: Shared<Log> = Arc::default();
     let transcript: Shared<Vec<String>> = Arc::default();
+    take_cuts();
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed.0)
         .simulation_duration(Duration::from_secs(30))
@@ -77,8 +78,17 @@ where
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", 5432)).await?;
             loop {
                 let (stream, _) = listener.accept().await?;
-                // One connection at a time: scenarios use one.
-                serve(stream, script.clone(), log.clone()).await?;
+                // One connection at a time: scenarios use one. A client
+                // that resets or drops its end is the scenario's doing.
+                if let Err(e) = serve(stream, script.clone(), log.clone()).await {
+                    use std::io::ErrorKind as K;
+                    if !matches!(
+                        e.kind(),
+                        K::ConnectionReset | K::BrokenPipe | K::UnexpectedEof
+                    ) {
+                        return Err(e.into());
+                    }
+                }
             }
         }
     });
@@ -109,18 +119,21 @@ async fn connect_tracked(
     frames: Option<Frames>,
 ) -> Result<Client, pg_transport::Error> {
     let conninfo = format!("user=sim dbname=sim sslmode={ssl_mode}");
-    connect_with(plan, &conninfo, frames).await.map(|(c, _)| c)
+    connect_with(plan, &conninfo, frames, None)
+        .await
+        .map(|(c, _)| c)
 }
 
 async fn connect_with(
     plan: Plan,
     conninfo: &str,
     frames: Option<Frames>,
+    end: Option<End>,
 ) -> Result<(Client, AuthMethod), pg_transport::Error> {
     let stream = turmoil::net::TcpStream::connect(("server", 5432))
         .await
         .map_err(|e| pg_transport::Error::io("simulated connect", e))?;
-    let mut chop = Chop::new(SimTransport::new(stream), plan);
+    let mut chop = Chop::new(SimTransport::new(stream), plan).with_end(end);
     if let Some(frames) = frames {
         chop = chop.with_frames(frames);
     }
@@ -146,6 +159,7 @@ fn finish(
     ));
     Outcome {
         faults,
+        splits: take_cuts(),
         transcript: lines,
         result,
     }
@@ -326,28 +340,8 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
 /// COPY OUT: every CopyData byte arrives, in order, notifications on the side.
 pub(crate) fn copy_out(seed: Seed) -> Outcome {
     let mut rng = Rng::new(Seed(seed.0 ^ 0x0C));
-    let sent: Vec<Sent> = (0..rng.below(80))
-        .map(|_| match rng.below(5) {
-            0 => Sent::Notification {
-                pid: 1,
-                channel: "c".into(),
-                payload: rng.word(10),
-            },
-            1 => Sent::Notice(rng.word(10)),
-            _ => Sent::CopyData(rng.bytes(3000)),
-        })
-        .collect();
-    let expected: Vec<u8> = sent
-        .iter()
-        .filter_map(|m| {
-            if let Sent::CopyData(d) = m {
-                Some(d.clone())
-            } else {
-                None
-            }
-        })
-        .flatten()
-        .collect();
+    let sent = copy_reply(&mut rng);
+    let expected = copy_bytes(&sent);
     let script = Script::plain(Reply::CopyOut(sent)).tls_if(rng.one_in(3));
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
@@ -554,7 +548,7 @@ pub(crate) fn auth(seed: Seed) -> Outcome {
         script,
         1,
         move |plan, log, transcript| async move {
-            let outcome = connect_with(plan, &conninfo, None).await;
+            let outcome = connect_with(plan, &conninfo, None, None).await;
             transcript.lock().unwrap().push(format!(
                 "tls {server_tls}/{sslmode}, binding {binding}, {auth:?}, right password {right_password}: {:?}",
                 outcome.as_ref().map(|(_, m)| m).map_err(|e| e.to_string())
@@ -664,4 +658,231 @@ fn expected_auth(
         Auth::Scram(Twist::None) if tls && binding != "disable" => Ok(AuthMethod::ScramSha256Plus),
         Auth::Scram(Twist::None) => Ok(AuthMethod::ScramSha256),
     }
+}
+
+fn copy_reply(rng: &mut Rng) -> Vec<Sent> {
+    (0..rng.below(80))
+        .map(|_| match rng.below(5) {
+            0 => Sent::Notification {
+                pid: 1,
+                channel: "c".into(),
+                payload: rng.word(10),
+            },
+            1 => Sent::Notice(rng.word(10)),
+            _ => Sent::CopyData(rng.bytes(3000)),
+        })
+        .collect()
+}
+
+/// The COPY data in `sent`, concatenated.
+fn copy_bytes(sent: &[Sent]) -> Vec<u8> {
+    sent.iter()
+        .filter_map(|m| match m {
+            Sent::CopyData(d) => Some(d.as_slice()),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// The connection ends, with a FIN or an RST, at a seeded byte of what the
+/// client reads (startup, a query reply or COPY OUT) or writes: the operation
+/// either completes with the right result or fails as `Closed`/`Io` saying
+/// what happened, COPY data handed over before the end is a prefix of what
+/// was sent, and the connection is then `Closed` and refuses work.
+pub(crate) fn cut(seed: Seed) -> Outcome {
+    let mut rng = Rng::new(Seed(seed.0 ^ 0xE0));
+    if rng.one_in(3) {
+        return cut_copy_in(seed, &mut rng);
+    }
+    let copy = rng.one_in(2);
+    let sent = if copy {
+        copy_reply(&mut rng)
+    } else {
+        rows_reply(&mut rng)
+    };
+    let mut encoded = Vec::new();
+    sent.iter().for_each(|m| m.encode(&mut encoded));
+    let reads = !rng.one_in(4);
+    // Startup takes about 60 bytes each way; the reply follows.
+    let at = if reads {
+        rng.below(encoded.len() + 160)
+    } else {
+        rng.below(120)
+    };
+    let end = End {
+        reads,
+        at,
+        reset: !reads || rng.one_in(2),
+    };
+    let expected_rows: Vec<Vec<Option<String>>> = sent
+        .iter()
+        .filter_map(|m| match m {
+            Sent::DataRow(cols) => Some(
+                cols.iter()
+                    .map(|c| c.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    let expected_copy = copy_bytes(&sent);
+    let script = Script::plain(if copy {
+        Reply::CopyOut(sent)
+    } else {
+        Reply::Rows(sent)
+    });
+    let (result, log, transcript) =
+        simulate(seed, script, 1, move |plan, _log, transcript| async move {
+            let note = |line: String| transcript.lock().unwrap().push(line);
+            note(format!("{end:?}, copy {copy}"));
+            let conninfo = "user=sim dbname=sim sslmode=disable";
+            let mut c = match connect_with(plan, conninfo, None, Some(end)).await {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    note(format!("connect: {e}"));
+                    return check_end_error(&e, end);
+                }
+            };
+            let failed = if copy {
+                let mut got = Vec::new();
+                let r = c
+                    .copy_out("COPY t TO STDOUT", |b: Bytes| {
+                        got.extend_from_slice(&b);
+                        async { Ok::<_, std::io::Error>(()) }
+                    })
+                    .await;
+                note(format!(
+                    "copy out: {} bytes, {:?}",
+                    got.len(),
+                    r.as_ref().map_err(ToString::to_string)
+                ));
+                match r {
+                    Ok(_) if got == expected_copy => None,
+                    Ok(_) => {
+                        return Err(format!(
+                            "COPY OUT completed with {} bytes of {}",
+                            got.len(),
+                            expected_copy.len()
+                        ));
+                    }
+                    Err(_) if !expected_copy.starts_with(&got) => {
+                        return Err(
+                            "COPY data before the end is not a prefix of what was sent".into()
+                        );
+                    }
+                    Err(e) => Some(e),
+                }
+            } else {
+                let r = c.simple_query("SELECT sim").await;
+                note(format!(
+                    "query: {:?}",
+                    r.as_ref()
+                        .map(|q| q.first().map_or(0, |q| q.rows.len()))
+                        .map_err(ToString::to_string)
+                ));
+                match r {
+                    Ok(q) if q.first().map(|q| &q.rows) == Some(&expected_rows) => None,
+                    Ok(_) => return Err("the query completed with the wrong rows".into()),
+                    Err(e) => Some(e),
+                }
+            };
+            let Some(e) = failed else {
+                if c.state() != State::Ready {
+                    return Err(format!("state {:?} after a complete reply", c.state()));
+                }
+                return Ok(());
+            };
+            check_end_error(&e, end)?;
+            if c.state() != State::Closed || c.is_connected() {
+                return Err(format!(
+                    "after the connection ended: state {:?}, connected {}",
+                    c.state(),
+                    c.is_connected()
+                ));
+            }
+            match c.simple_query("SELECT 1").await {
+                Err(e) if e.is_closed() => Ok(()),
+                other => Err(format!("a connection that ended was reused: {other:?}")),
+            }
+        });
+    finish(result, &log, &transcript, 1)
+}
+
+/// An error from a connection that ended: `Closed` or `Io`, saying so.
+fn check_end_error(e: &pg_transport::Error, end: End) -> Result<(), String> {
+    let text = e.to_string().to_lowercase();
+    let says = ["closed", "reset", "broken pipe", "end of file", "eof"]
+        .iter()
+        .any(|w| text.contains(w));
+    if matches!(e.kind(), ErrorKind::Closed | ErrorKind::Io) && says {
+        Ok(())
+    } else {
+        Err(format!(
+            "after {end:?}: expected a Closed/Io error saying the connection ended, got {:?}: {e}",
+            e.kind()
+        ))
+    }
+}
+
+/// COPY IN whose connection is reset at a seeded byte of what the client
+/// writes: the server's row count and every row, or a `Closed`/`Io` error and
+/// no row committed.
+fn cut_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
+    let total_rows = 1 + rng.below(600) as u64;
+    let row = |i: u64| format!("{i}\tsimulated row {i}\n");
+    let data_len: usize = (0..total_rows).map(|i| row(i).len()).sum();
+    let end = End {
+        reads: false,
+        // Startup and the query take about 70 bytes; then the data, framed.
+        at: rng.below(data_len + 200),
+        reset: true,
+    };
+    let chunk_rows = 1 + rng.below(50) as u64;
+    let script = Script::plain(Reply::CopyIn { abort_at: None });
+    let (result, log, transcript) =
+        simulate(seed, script, 1, move |plan, log, transcript| async move {
+            let note = |line: String| transcript.lock().unwrap().push(line);
+            note(format!("{end:?}, copy in {total_rows} rows"));
+            let conninfo = "user=sim dbname=sim sslmode=disable";
+            let mut c = match connect_with(plan, conninfo, None, Some(end)).await {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    note(format!("connect: {e}"));
+                    return check_end_error(&e, end);
+                }
+            };
+            let mut next = 0u64;
+            let source = source_fn(move || {
+                let chunk: String = (next..total_rows.min(next + chunk_rows)).map(row).collect();
+                next = total_rows.min(next + chunk_rows);
+                async move { Ok::<_, std::io::Error>(Bytes::from(chunk)) }
+            });
+            let r = c.copy_in("COPY t FROM STDIN", source).await;
+            let committed = log.lock().unwrap().rows_committed;
+            note(format!(
+                "copy in: {:?}, server committed {committed}",
+                r.as_ref().map_err(ToString::to_string)
+            ));
+            match r {
+                Ok(n) if n == total_rows && committed == total_rows => Ok(()),
+                Ok(n) => Err(format!(
+                    "COPY IN reported {n} rows of {total_rows}; the server committed {committed}"
+                )),
+                Err(_) if committed != 0 => Err(format!(
+                    "COPY IN failed but the server committed {committed} rows"
+                )),
+                Err(e) => {
+                    check_end_error(&e, end)?;
+                    match (c.state(), c.is_connected()) {
+                        (State::Closed, false) => Ok(()),
+                        (state, connected) => Err(format!(
+                            "after the reset: state {state:?}, connected {connected}"
+                        )),
+                    }
+                }
+            }
+        });
+    finish(result, &log, &transcript, 1)
 }

@@ -13,6 +13,7 @@ const MAX_MESSAGE_LEN: usize = 64 * 1024;
 struct Run {
     rng: Rng,
     faults: u32,
+    splits: u32,
     transcript: Vec<String>,
 }
 
@@ -21,6 +22,7 @@ impl Run {
         Self {
             rng: Rng::new(seed),
             faults: 0,
+            splits: 0,
             transcript: Vec::new(),
         }
     }
@@ -28,6 +30,7 @@ impl Run {
     fn finish(self, result: Result<(), String>) -> Outcome {
         Outcome {
             faults: self.faults,
+            splits: self.splits,
             transcript: self.transcript,
             result,
         }
@@ -110,6 +113,7 @@ fn deliver(
         buf.extend_from_slice(&wire[fed..fed + n]);
         s.commit_read(n);
         fed += n;
+        run.splits += u32::from(fed < wire.len());
         if s.recv_buf().capacity() > 2 * (MAX_MESSAGE_LEN + 256 * 1024) {
             return Err(format!(
                 "receive buffer grew to {} bytes",
@@ -292,6 +296,7 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
             let n = run.read_size().min(wire.len() - fed);
             s.feed(&wire[fed..fed + n]).map_err(|e| e.to_string())?;
             fed += n;
+            run.splits += u32::from(fed < wire.len());
             while let Some(m) = s.next_message_owned().map_err(|e| e.to_string())? {
                 run.transcript.push(format!("{fed}:{}", owned_tag(&m)));
                 if let Message::CopyData(b) = m {
