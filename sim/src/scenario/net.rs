@@ -22,6 +22,8 @@ type Client = Connection<MaybeTls<Chop<SimTransport>>>;
 thread_local! {
     /// A fault plan that replaces the seed's (property tests shrink it).
     static PLAN_OVERRIDE: std::cell::RefCell<Option<Plan>> = const { std::cell::RefCell::new(None) };
+    /// Holds scheduled by the last `simulate` on this thread, for its faults count.
+    static HOLDS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Runs `f` with `plan` as the fault plan of every simulation it starts on
@@ -57,6 +59,20 @@ where
         writes: (0..1 + rng.below(6)).map(|_| size(&mut rng)).collect(),
         pending_every: rng.below(6),
     };
+    // Holds: the link delays everything for a while, then delivers it all
+    // (lossless, unlike a partition). Short and early, so the scenarios' own
+    // waits (an idle close, a server's read timeout) still outlast them.
+    let holds: Vec<(Duration, Duration)> = if rng.one_in(2) {
+        (0..1 + rng.below(3))
+            .map(|_| {
+                let mut ms = |n: usize| Duration::from_millis(rng.below(n) as u64);
+                (ms(60), ms(50))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    HOLDS.with(|h| h.set(holds.len() as u32));
     let mut plan = PLAN_OVERRIDE.with(|p| p.borrow().clone()).unwrap_or(seeded);
     plan.writes
         .iter_mut()
@@ -92,6 +108,17 @@ where
             }
         }
     });
+    if !holds.is_empty() {
+        sim.client("chaos", async move {
+            for (wait, hold) in holds {
+                tokio::time::sleep(wait).await;
+                turmoil::hold("client", "server");
+                tokio::time::sleep(hold).await;
+                turmoil::release("client", "server");
+            }
+            Ok(())
+        });
+    }
     let (l, t) = (log.clone(), transcript.clone());
     sim.client("client", async move {
         client(plan, l, t).await.map_err(Into::into)
@@ -158,7 +185,7 @@ fn finish(
         String::from_utf8_lossy(&log.lock().unwrap().tags).replace('\0', "_")
     ));
     Outcome {
-        faults,
+        faults: faults + HOLDS.with(|h| h.replace(0)),
         splits: take_cuts(),
         transcript: lines,
         result,
@@ -432,19 +459,40 @@ pub(crate) fn cancel(seed: Seed) -> Outcome {
         .iter()
         .filter(|m| matches!(m, Sent::DataRow(_)))
         .count();
-    let deadline = Duration::from_millis(rng.below(60) as u64);
+    let mut deadline = Duration::from_millis(rng.below(60) as u64);
     let tls = rng.one_in(3);
+    // A partition a few milliseconds into the query drops every segment from
+    // then on: only the deadline ends the wait, and it must end it.
+    let partition = rng
+        .one_in(3)
+        .then(|| Duration::from_millis(rng.below(25) as u64));
+    if partition.is_some() {
+        deadline = Duration::from_secs(2);
+    }
     let script = Script::plain(Reply::Rows(sent)).tls_if(tls);
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
-            let mut c = connect(plan, if tls { "require" } else { "disable" })
+            let mode = if tls { "require" } else { "disable" };
+            let mut c = connect(plan, mode)
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
-            let outcome = tokio::time::timeout(deadline, c.simple_query("SELECT sim")).await;
-            transcript
-                .lock()
-                .unwrap()
-                .push(format!("completed: {}", outcome.is_ok()));
+            let outcome = tokio::time::timeout(deadline, async {
+                let query = c.simple_query("SELECT sim");
+                tokio::pin!(query);
+                if let Some(at) = partition {
+                    tokio::select! {
+                        biased;
+                        r = &mut query => return r,
+                        () = tokio::time::sleep(at) => turmoil::partition("client", "server"),
+                    }
+                }
+                query.await
+            })
+            .await;
+            transcript.lock().unwrap().push(format!(
+                "partition {partition:?}, completed: {}",
+                outcome.is_ok()
+            ));
             match outcome {
                 Ok(Ok(r)) if r.first().map_or(0, |q| q.rows.len()) == rows => Ok(()),
                 Ok(other) => Err(format!("query finished wrongly: {other:?}")),
@@ -457,7 +505,12 @@ pub(crate) fn cancel(seed: Seed) -> Outcome {
                 },
             }
         });
-    finish(result, &log, &transcript, 1)
+    finish(
+        result,
+        &log,
+        &transcript,
+        1 + u32::from(partition.is_some()),
+    )
 }
 
 /// The server closes an idle connection (FIN, with or without a FATAL message
