@@ -313,10 +313,11 @@ impl<T: Transport> Connection<T> {
         self.simple_query("").await.map(drop)
     }
 
-    /// Whether there is a transport, the connection is not `Closed`, and its
-    /// socket has not seen FIN/RST. No round trip.
+    /// Whether there is a transport, the connection is not `Closed` (nor
+    /// abandoned part-way through an operation), and its socket has not seen
+    /// FIN/RST. No round trip.
     pub fn is_connected(&self) -> bool {
-        self.transport.is_some() && !self.session.is_closed() && !self.socket_has_fin()
+        self.transport.is_some() && self.state() != State::Closed && !self.socket_has_fin()
     }
 
     /// Whether the kernel has seen the peer close or reset (one non-blocking

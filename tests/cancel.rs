@@ -225,6 +225,8 @@ fn fill_recv_buf_and_recv_message_lose_nothing() {
 fn assert_abandoned(c: &Client, k: usize) {
     let want = if k == 0 { State::Ready } else { State::Closed };
     assert_eq!(c.state(), want, "k = {k}");
+    // A pool asks is_connected(): an abandoned connection must not pass.
+    assert_eq!(c.is_connected(), k == 0, "k = {k}");
 }
 
 #[test]

@@ -454,6 +454,9 @@ const CLIENT_HELLO_MAX: usize = 1024;
 /// connection is then Closed and refuses work, or the query completed and is correct.
 pub(crate) fn cancel(seed: Seed) -> Outcome {
     let mut rng = Rng::new(Seed(seed.0 ^ 0xCA));
+    if rng.one_in(3) {
+        return cancel_copy_in(seed, &mut rng);
+    }
     let sent = rows_reply(&mut rng);
     let rows = sent
         .iter()
@@ -496,9 +499,11 @@ pub(crate) fn cancel(seed: Seed) -> Outcome {
             match outcome {
                 Ok(Ok(r)) if r.first().map_or(0, |q| q.rows.len()) == rows => Ok(()),
                 Ok(other) => Err(format!("query finished wrongly: {other:?}")),
-                Err(_) if c.state() != State::Closed => {
-                    Err(format!("abandoned query left state {:?}", c.state()))
-                }
+                Err(_) if c.state() != State::Closed || c.is_connected() => Err(format!(
+                    "abandoned query left state {:?}, connected {}",
+                    c.state(),
+                    c.is_connected()
+                )),
                 Err(_) => match c.simple_query("SELECT 1").await {
                     Err(e) if e.is_closed() => Ok(()),
                     other => Err(format!("abandoned connection was reused: {other:?}")),
@@ -937,5 +942,65 @@ fn cut_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
                 }
             }
         });
+    finish(result, &log, &transcript, 1)
+}
+
+/// COPY IN dropped at a seeded simulated instant (while sending, while the
+/// receive watch has a read in flight, or while waiting for the server's
+/// count): the connection is then `Closed` and refuses work, and the server
+/// holds every row or none; or it completed with the server's count.
+fn cancel_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
+    let total_rows = 500 + rng.below(3_000) as u64;
+    let chunk_rows = 1 + rng.below(200) as u64;
+    let deadline = Duration::from_millis(rng.below(40) as u64);
+    let script = Script::plain(Reply::CopyIn { abort_at: None });
+    let (result, log, transcript) = simulate(
+        seed,
+        script,
+        256,
+        move |plan, log, transcript| async move {
+            let mut c = connect(plan, "disable")
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let mut next = 0u64;
+            let source = source_fn(move || {
+                let end = total_rows.min(next + chunk_rows);
+                let chunk: String = (next..end)
+                    .map(|i| format!("{i}\tsimulated row {i}\n"))
+                    .collect();
+                next = end;
+                async move { Ok::<_, std::io::Error>(Bytes::from(chunk)) }
+            });
+            let outcome =
+                tokio::time::timeout(deadline, c.copy_in("COPY t FROM STDIN", source)).await;
+            // Let the server take in whatever was already on the wire.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let committed = log.lock().unwrap().rows_committed;
+            transcript.lock().unwrap().push(format!(
+                "copy in of {total_rows} dropped after {deadline:?}: completed {}, server committed {committed}",
+                outcome.is_ok()
+            ));
+            if committed != 0 && committed != total_rows {
+                return Err(format!(
+                    "the server committed {committed} of {total_rows} rows"
+                ));
+            }
+            match outcome {
+                Ok(Ok(n)) if n == total_rows && committed == total_rows => Ok(()),
+                Ok(other) => Err(format!(
+                    "COPY IN finished wrongly: {other:?} (server {committed})"
+                )),
+                Err(_) if c.state() != State::Closed || c.is_connected() => Err(format!(
+                    "dropped COPY IN left state {:?}, connected {}",
+                    c.state(),
+                    c.is_connected()
+                )),
+                Err(_) => match c.simple_query("SELECT 1").await {
+                    Err(e) if e.is_closed() => Ok(()),
+                    other => Err(format!("abandoned connection was reused: {other:?}")),
+                },
+            }
+        },
+    );
     finish(result, &log, &transcript, 1)
 }
