@@ -380,7 +380,8 @@ impl<T: Transport> Connection<T> {
         }
         frontend::copy_done(self.session.send_buf().buf_mut());
         self.flush_send_buf().await?;
-        self.drain_copy_result().await
+        let result = self.drain_copy_result().await;
+        self.end_copy_in(result).await
     }
 
     /// Reads until the COPY starts (`CopyInResponse` when `copy_in`) or the
@@ -506,10 +507,11 @@ impl<T: Transport> Connection<T> {
             out.push_message(done.freeze());
         }
         std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await?;
-        match self.drain_copy_result().await {
+        let result = match self.drain_copy_result().await {
             Ok(_) | Err(_) if self.session.state() == State::Ready => Err(Error::server(first)),
             other => other,
-        }
+        };
+        self.end_copy_in(result).await
     }
 
     /// The source failed: CopyFail (after whatever frame is already on its
@@ -521,7 +523,8 @@ impl<T: Transport> Connection<T> {
         let fail = self.session.send_buf().buf_mut().split().freeze();
         out.push_message(fail);
         std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await?;
-        match self.drain_copy_result().await {
+        let drained = self.drain_copy_result().await;
+        match self.end_copy_in(drained).await {
             Ok(_) | Err(_) if self.session.state() == State::Ready => {
                 Err(Error::callback("COPY IN source failed", e))
             }
@@ -530,8 +533,7 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Reads the end of a COPY: CommandComplete's row count, or the server's
-    /// first error; then any stray `08P01` ErrorResponse + ReadyForQuery
-    /// already buffered behind it.
+    /// first error.
     async fn drain_copy_result(&mut self) -> Result<u64, Error> {
         let mut rows = 0;
         let mut error: Option<DbError> = None;
@@ -549,61 +551,57 @@ impl<T: Transport> Connection<T> {
                 _ => {}
             }
         }
-        self.drain_stray_protocol_violations()?;
         error.map_or(Ok(rows), |db| Err(Error::server(db)))
     }
 
-    /// Consumes `ErrorResponse(08P01)` + ReadyForQuery pairs that are already
-    /// buffered (some servers answer CopyData that crossed their abort this
-    /// way), so the next query does not read them as its own result.
-    fn drain_stray_protocol_violations(&mut self) -> Result<(), Error> {
-        let _ = self.poll_fill_ready_only();
+    /// After the server aborted a COPY IN, CopyData that crossed its error on
+    /// the wire draws, from some servers, one ErrorResponse 08P01 +
+    /// ReadyForQuery each, arriving at any time later. An empty query is a
+    /// fence: the server answers in order, so every such reply comes before
+    /// the fence's own EmptyQueryResponse, and none is left to poison the
+    /// next query. One round trip, on the error path only.
+    async fn fence_stray_replies(&mut self) -> Result<(), Error> {
+        self.session.begin_request(|buf| frontend::query(buf, ""))?;
+        self.flush_send_buf().await?;
+        let mut fenced = false;
         loop {
-            let unread = self.session.recv_buf().unread();
-            if !stray_violation_at_front(unread) {
-                return Ok(());
-            }
-            // Both messages are complete (checked above). The session is Ready;
-            // expect a reply so the stray ReadyForQuery is legal, then consume.
-            self.session.begin_request(|_| Ok(()))?;
-            while let Some(m) = self.session.next_message_owned()? {
-                if matches!(m, Message::ReadyForQuery(_)) {
-                    break;
-                }
+            let Some(m) = self.session.next_message_owned()? else {
+                self.fill(None).await?;
+                continue;
+            };
+            match m {
+                Message::EmptyQueryResponse => fenced = true,
+                Message::ErrorResponse(fields) if !fenced && is_violation(&fields) => {}
+                Message::ErrorResponse(fields) => return Err(Error::server(fields.to_db_error())),
+                Message::ReadyForQuery(_) if fenced => return Ok(()),
+                // A stray pair ended; the fence's reply is still to come.
+                Message::ReadyForQuery(_) => self.session.begin_request(|_| Ok(()))?,
+                _ => {}
             }
         }
     }
 
-    /// Reads what the socket already holds, without waiting.
-    fn poll_fill_ready_only(&mut self) -> Poll<Result<(), Error>> {
-        if self
-            .transport
-            .as_ref()
-            .is_some_and(|t| t.probe().has_data())
-        {
-            return self.poll_fill(&mut Context::from_waker(std::task::Waker::noop()));
+    /// The COPY IN ended in `result`; after a server error, fence off stray
+    /// replies (see [`Self::fence_stray_replies`]). If the fence fails the
+    /// stream cannot be trusted: `Closed`, and the COPY's own error is still
+    /// the one returned.
+    async fn end_copy_in(&mut self, result: Result<u64, Error>) -> Result<u64, Error> {
+        let server_error = matches!(&result, Err(e) if e.as_db_error().is_some());
+        if server_error && self.session.state() == State::Ready {
+            if let Err(e) = self.fence_stray_replies().await {
+                tracing::debug!("fence after an aborted COPY IN failed: {e}");
+                self.session.close();
+            }
         }
-        Poll::Pending
+        result
     }
 }
 
-/// Whether `buf` starts with a complete ErrorResponse whose SQLSTATE is 08P01
-/// followed by a complete ReadyForQuery.
-fn stray_violation_at_front(buf: &[u8]) -> bool {
-    let max = usize::MAX;
-    let Ok(Some((Message::ErrorResponse(fields), n))) = crate::protocol::parse_message(buf, max)
-    else {
-        return false;
-    };
-    let is_violation = fields.iter().any(|(code, v)| {
+/// Whether an ErrorResponse is 08P01 (protocol violation).
+fn is_violation(fields: &crate::protocol::fields::Fields<Bytes>) -> bool {
+    fields.iter().any(|(code, v)| {
         code == b'C' && SqlState::from_code(v) == Some(SqlState::PROTOCOL_VIOLATION)
-    });
-    let rest = buf.get(n..).unwrap_or_default();
-    is_violation
-        && matches!(
-            crate::protocol::parse_message(rest, max),
-            Ok(Some((Message::ReadyForQuery(_), _)))
-        )
+    })
 }
 
 /// COPY IN bytes on their way out: sealed segments (batches of small CopyData

@@ -92,11 +92,15 @@ async fn j96_abort_while_the_source_sleeps_no_copy_done() {
             )
             .await
             .unwrap();
-            // Record everything else the client sends for a while.
+            // Record everything else the client sends for a while, and
+            // answer its fence (an empty query) as a server does.
             while let Ok(Some((tag, _))) =
                 tokio::time::timeout(Duration::from_millis(800), read_message(&mut s)).await
             {
                 seen.lock().unwrap().push(tag);
+                if tag == b'Q' {
+                    s.write_all(b"I\0\0\0\x04Z\0\0\0\x05I").await.unwrap();
+                }
             }
         }
     })
@@ -125,9 +129,10 @@ async fn j96_abort_while_the_source_sleeps_no_copy_done() {
     assert_eq!(c.state(), State::Ready);
     tokio::time::sleep(Duration::from_millis(900)).await;
     let tags = tags.lock().unwrap().clone();
+    let (fence, data) = tags.split_last().unwrap();
     assert!(
-        tags.iter().all(|&t| t == b'd'),
-        "only CopyData, never CopyDone or CopyFail: {tags:?}"
+        *fence == b'Q' && data.iter().all(|&t| t == b'd'),
+        "only CopyData, never CopyDone or CopyFail, then the empty-query fence: {tags:?}"
     );
 }
 
@@ -145,16 +150,17 @@ async fn stray_protocol_violation_after_abort_is_drained() {
         ]
         .concat();
         s.write_all(&reply).await.unwrap();
-        // The next query gets its own answer.
-        loop {
-            match read_message(&mut s).await {
-                Some((b'Q', _)) => break,
-                Some(_) => continue,
-                None => return,
+        // A second stray, late: it crossed the client's fence on the wire.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(&[&error("08P01", "unexpected message type 0x64")[..], READY].concat())
+            .await
+            .unwrap();
+        // Every query (the client's fence, then the caller's) gets its own answer.
+        while let Some((tag, _)) = read_message(&mut s).await {
+            if tag == b'Q' {
+                s.write_all(b"I\0\0\0\x04Z\0\0\0\x05I").await.unwrap();
             }
         }
-        s.write_all(b"I\0\0\0\x04Z\0\0\0\x05I").await.unwrap();
-        let _ = s.read(&mut [0u8; 64]).await;
     })
     .await;
     let mut c = client(port).await;

@@ -286,7 +286,8 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
     let abort_at = (!rng.one_in(4)).then(|| 1 + rng.below(150_000));
     let total_rows = 2_000 + rng.below(8_000) as u64;
     let chunk_rows = 1 + rng.below(500) as u64;
-    let script = Script::plain(Reply::CopyIn { abort_at });
+    let stray = rng.one_in(3);
+    let script = Script::plain(Reply::CopyIn { abort_at, stray });
     // Writes of at least 256 bytes: 1-byte CopyData segments would make a
     // single run take minutes without exercising anything new.
     let (result, log, transcript) =
@@ -898,7 +899,10 @@ fn cut_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
         reset: true,
     };
     let chunk_rows = 1 + rng.below(50) as u64;
-    let script = Script::plain(Reply::CopyIn { abort_at: None });
+    let script = Script::plain(Reply::CopyIn {
+        abort_at: None,
+        stray: false,
+    });
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, log, transcript| async move {
             let note = |line: String| transcript.lock().unwrap().push(line);
@@ -953,7 +957,10 @@ fn cancel_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
     let total_rows = 500 + rng.below(3_000) as u64;
     let chunk_rows = 1 + rng.below(200) as u64;
     let deadline = Duration::from_millis(rng.below(40) as u64);
-    let script = Script::plain(Reply::CopyIn { abort_at: None });
+    let script = Script::plain(Reply::CopyIn {
+        abort_at: None,
+        stray: false,
+    });
     let (result, log, transcript) = simulate(
         seed,
         script,

@@ -27,8 +27,13 @@ pub(crate) enum Ssl {
 pub(crate) enum Reply {
     /// These messages, then CommandComplete and ReadyForQuery.
     Rows(Vec<Sent>),
-    /// CopyInResponse; abort with 23505 once `abort_at` bytes of COPY data arrived.
-    CopyIn { abort_at: Option<usize> },
+    /// CopyInResponse; abort with 23505 once `abort_at` bytes of COPY data
+    /// arrived, followed (`stray`) by the ErrorResponse 08P01 + ReadyForQuery
+    /// some servers send for CopyData that crossed the abort, in the same segment.
+    CopyIn {
+        abort_at: Option<usize>,
+        stray: bool,
+    },
     /// CopyOutResponse, these messages, CopyDone, CommandComplete.
     CopyOut(Vec<Sent>),
     /// Right after startup, close the connection (optionally after a FATAL
@@ -194,6 +199,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         "duplicate key value violates unique constraint \"t_pkey\"",
                     );
                     ready_for_query(&mut out, b'I');
+                    if c.stray {
+                        out.extend_from_slice(&error(
+                            "08P01",
+                            "unexpected message type 0x64 during COPY from stdin",
+                        ));
+                        ready_for_query(&mut out, b'I');
+                    }
                     send(&mut s, &out).await?;
                 }
             }
@@ -226,10 +238,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         ready_for_query(&mut out, b'I');
                         send(&mut s, &out).await?;
                     }
-                    Some(Reply::CopyIn { abort_at }) => {
+                    Some(Reply::CopyIn { abort_at, stray }) => {
                         send(&mut s, b"G\0\0\0\x07\0\0\0").await?;
                         copy = Some(CopyIn {
                             abort_at,
+                            stray,
                             aborted: false,
                             rows: 0,
                         });
@@ -258,6 +271,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
 
 struct CopyIn {
     abort_at: Option<usize>,
+    stray: bool,
     aborted: bool,
     rows: u64,
 }
