@@ -580,10 +580,24 @@ pub(crate) fn auth(seed: Seed) -> Outcome {
         _ => Auth::Scram(Twist::None),
     };
     let right_password = !rng.one_in(4);
+    // A server too old for SSLRequest answers it with an error.
+    let ssl_error = !server_tls && rng.one_in(5);
     let tls = server_tls && sslmode != "disable";
-    let expected = expected_auth(server_tls, sslmode, binding, auth, right_password);
+    let expected = if ssl_error && sslmode != "disable" {
+        Err(Refusal {
+            kind: ErrorKind::Tls,
+            says: "sent an error during SSL negotiation",
+            no_password: true,
+        })
+    } else {
+        expected_auth(server_tls, sslmode, binding, auth, right_password)
+    };
     let script = Script {
-        ssl: if server_tls { Ssl::Accept } else { Ssl::Refuse },
+        ssl: match (server_tls, ssl_error) {
+            (true, _) => Ssl::Accept,
+            (false, true) => Ssl::Error,
+            (false, false) => Ssl::Refuse,
+        },
         auth,
         reply: Reply::Rows(Vec::new()),
     };
@@ -609,7 +623,7 @@ pub(crate) fn auth(seed: Seed) -> Outcome {
         move |plan, log, transcript| async move {
             let outcome = connect_with(plan, &conninfo, None, None).await;
             transcript.lock().unwrap().push(format!(
-                "tls {server_tls}/{sslmode}, binding {binding}, {auth:?}, right password {right_password}: {:?}",
+                "tls {server_tls} (error {ssl_error})/{sslmode}, binding {binding}, {auth:?}, right password {right_password}: {:?}",
                 outcome.as_ref().map(|(_, m)| m).map_err(|e| e.to_string())
             ));
             let (passwords, mechanism, server_saw_tls) = {

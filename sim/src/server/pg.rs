@@ -20,6 +20,8 @@ pub(crate) enum Ssl {
     Inject { same_segment: bool },
     /// `S`, then TLS (rustls over the simulated stream).
     Accept,
+    /// An ErrorResponse, as a server too old to know SSLRequest sends, then close.
+    Error,
 }
 
 /// How the server answers the first Query.
@@ -105,6 +107,14 @@ pub(crate) async fn serve(
     if first.get(..4) == Some(&80877103i32.to_be_bytes()[..]) {
         match script.ssl {
             Ssl::Refuse => s.write_all(b"N").await?,
+            Ssl::Error => {
+                let fatal = error(
+                    "0A000",
+                    "unsupported frontend protocol 1234.5679: server supports 1.0 to 2.0",
+                );
+                s.write_all(&fatal).await?;
+                return Ok(());
+            }
             Ssl::Accept => {
                 s.write_all(b"S").await?;
                 let mut tls = super::tls::acceptor().accept(s).await?;
