@@ -1,4 +1,5 @@
-//! proptest drives the network scenarios with fault plans it generates and
+//! proptest drives the network scenarios (queries, COPY both ways, startup
+//! and authentication over TLS or not, FIN/RST at a byte) with fault plans it generates and
 //! shrinks (read and write sizes down to one byte, `Pending` stalls), so a
 //! failure comes back as the smallest plan that breaks it. Regressions are
 //! kept in `proptest-regressions/sim-faults.txt`.
@@ -58,6 +59,18 @@ proptest! {
     #[test]
     fn copy_out_survives_any_fault_plan(seed in any::<u64>(), plan in plan()) {
         let out = scenario::net::with_plan(plan, || scenario::net::copy_out(seed::Seed(seed)));
+        prop_assert!(out.result.is_ok(), "{:?}", out.result);
+    }
+
+    #[test]
+    fn startup_and_auth_survive_any_fault_plan(seed in any::<u64>(), plan in plan()) {
+        let out = scenario::net::with_plan(plan, || scenario::net::auth(seed::Seed(seed)));
+        prop_assert!(out.result.is_ok(), "{:?}", out.result);
+    }
+
+    #[test]
+    fn fin_or_rst_at_any_byte_under_any_fault_plan(seed in any::<u64>(), plan in plan()) {
+        let out = scenario::net::with_plan(plan, || scenario::net::cut(seed::Seed(seed)));
         prop_assert!(out.result.is_ok(), "{:?}", out.result);
     }
 }
