@@ -74,7 +74,8 @@
 //! together waited for a CPU, per `/proc/<pid>/schedstat`, more than 3 % of
 //! its wall time is run again, at most this many times), `PGT_BENCH_QUIET_WAIT`
 //! (seconds, default 0: before each case, wait up to this long for the machine
-//! to be idle).
+//! to be idle), `PGT_BENCH_SPIN_US` (pg-transport only: `set_read_spin` with
+//! this many microseconds; default off).
 
 mod support;
 
@@ -444,6 +445,12 @@ async fn tpg_backend_pid(c: &tokio_postgres::Client) -> Option<u32> {
 
 async fn pgt_case(env: &Env, case: Case) -> Result<Outcome, String> {
     let mut c = pgt_connect(env, case.sock).await?;
+    if let Some(us) = std::env::var("PGT_BENCH_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.set_read_spin(Duration::from_micros(us));
+    }
     let pid = pgt_backend_pid(&mut c).await;
     let t = table_name(case.table);
     let mut out = Outcome::default();

@@ -40,6 +40,11 @@ pub struct Connection<T> {
     pub(crate) in_flight: bool,
     /// How to cancel this connection's running query (set by `connect`).
     pub(crate) cancel_token: Option<crate::connect::CancelToken>,
+    /// How long a read in the middle of a response keeps retrying before the
+    /// task parks (zero: park at once). See [`Connection::set_read_spin`].
+    read_spin: Duration,
+    /// When the current run of empty reads began.
+    spinning_since: Option<std::time::Instant>,
 }
 
 impl<T: Transport> Connection<T> {
@@ -50,7 +55,21 @@ impl<T: Transport> Connection<T> {
             session,
             in_flight: false,
             cancel_token: None,
+            read_spin: Duration::ZERO,
+            spinning_since: None,
         }
+    }
+
+    /// Lets a read that finds the socket empty in the middle of a response
+    /// (a COPY OUT, a long result) retry for up to `budget` before the task
+    /// parks. A server streaming faster than one wake-up per send then finds
+    /// the client awake and does not pay to wake it, which can shorten bulk
+    /// transfers, at the price of the client's CPU for up to `budget` per
+    /// pause. Zero (the default) parks at once. It reads the real clock: do
+    /// not set it in a deterministic simulation.
+    pub fn set_read_spin(&mut self, budget: Duration) {
+        self.read_spin = budget;
+        self.spinning_since = None;
     }
 
     /// The protocol session (state, server parameters, notifications).
@@ -129,8 +148,20 @@ impl<T: Transport> Connection<T> {
         };
         let result = match tokio_util::io::poll_read_buf(Pin::new(transport), cx, buf) {
             Poll::Ready(r) => r,
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if !self.read_spin.is_zero() && self.session.state() != State::Ready {
+                    let now = std::time::Instant::now();
+                    let since = *self.spinning_since.get_or_insert(now);
+                    if now.duration_since(since) < self.read_spin {
+                        // Runnable again at once: the runtime polls the
+                        // driver (non-blocking) and this read retries.
+                        cx.waker().wake_by_ref();
+                    }
+                }
+                return Poll::Pending;
+            }
         };
+        self.spinning_since = None;
         Poll::Ready(match result {
             Ok(0) => {
                 self.session.close();

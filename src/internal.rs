@@ -34,7 +34,7 @@ pub fn parse_stream(bytes: &[u8], max_len: usize) -> (Vec<String>, StreamEnd) {
 
 /// Planted bugs the simulation must find (its self-test). They exist only with
 /// the private `__mutants` feature, and even then stay off until switched on
-/// with [`set_mutant`]; without the feature, [`mutant`] is a constant `false`.
+/// with `set_mutant`; without the feature, [`mutant`] is a constant `false`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Mutant {
