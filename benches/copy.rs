@@ -75,7 +75,8 @@
 //! its wall time is run again, at most this many times), `PGT_BENCH_QUIET_WAIT`
 //! (seconds, default 0: before each case, wait up to this long for the machine
 //! to be idle), `PGT_BENCH_SPIN_US` (pg-transport only: `set_read_spin` with
-//! this many microseconds; default off).
+//! this many microseconds; default off), `PGT_BENCH_JOINED` (set: pg-transport's
+//! COPY OUT cases use `copy_out_joined`).
 
 mod support;
 
@@ -461,14 +462,18 @@ async fn pgt_case(env: &Env, case: Case) -> Result<Outcome, String> {
                 _ => format!("COPY {t} TO STDOUT"),
             };
             let mut bytes = 0u64;
+            let joined = std::env::var_os("PGT_BENCH_JOINED").is_some();
+            let sink = |b: Bytes| {
+                bytes += b.len() as u64;
+                async { Ok::<(), Infallible>(()) }
+            };
             let timer = Timer::start(Who::SelfProcess, pid);
-            out.rows = c
-                .copy_out(&sql, |b: Bytes| {
-                    bytes += b.len() as u64;
-                    async { Ok::<(), Infallible>(()) }
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+            out.rows = if joined {
+                c.copy_out_joined(&sql, sink).await
+            } else {
+                c.copy_out(&sql, sink).await
+            }
+            .map_err(|e| e.to_string())?;
             out.cost = timer.stop();
             out.bytes = bytes;
         }

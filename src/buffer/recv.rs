@@ -78,6 +78,14 @@ impl RecvBuf {
         self.data.get(self.pos..).unwrap_or_default()
     }
 
+    /// The unread bytes, mutably (the session rearranges complete frames in
+    /// place before taking them). Nothing else shares this region: bytes
+    /// handed out were split off before it.
+    #[inline]
+    pub(crate) fn unread_mut(&mut self) -> &mut [u8] {
+        self.data.get_mut(self.pos..).unwrap_or_default()
+    }
+
     /// Number of unread bytes.
     #[inline]
     pub fn len(&self) -> usize {

@@ -329,6 +329,48 @@ impl Session {
         }
     }
 
+    /// Every complete CopyData at the front of the receive buffer, joined into
+    /// one [`Bytes`]: the payloads are moved together in place, over the
+    /// five-byte headers between them, so a whole read's worth of rows costs
+    /// one hand-over instead of one per message. `None` when the front is not a
+    /// complete CopyData. Message boundaries are not kept (each chunk holds
+    /// whole messages); use [`Session::next_copy_data`] to keep them.
+    ///
+    /// # Errors
+    /// Kind `Closed` on a closed session; kind `Protocol` for a bad header at
+    /// the front (closes). A bad header after some CopyData ends the run; the
+    /// next call reports it.
+    pub fn next_copy_data_joined(&mut self) -> Result<Option<Bytes>, Error> {
+        self.core.check_open()?;
+        let max = self.core.max_message_len;
+        let unread = self.recv.unread_mut();
+        // `read`: where the next frame starts; `joined`: payload bytes gathered
+        // so far, kept from offset HEADER_LEN on (the first payload's place).
+        let (mut read, mut joined) = (0, 0);
+        loop {
+            let rest = unread.get(read..).unwrap_or_default();
+            match backend::parse_header(rest, max) {
+                Ok(Some(h)) if h.tag == COPY_DATA_TAG && h.len <= rest.len() => {
+                    let body = h.len - HEADER_LEN;
+                    if joined != read {
+                        unread.copy_within(read + HEADER_LEN..read + h.len, HEADER_LEN + joined);
+                    }
+                    joined += body;
+                    read += h.len;
+                }
+                Err(e) if read == 0 => return Err(self.core.protocol_failure(e)),
+                _ => break,
+            }
+        }
+        if read == 0 {
+            return Ok(None);
+        }
+        let mut chunk = self.recv.take_bytes(read);
+        bytes::Buf::advance(&mut chunk, HEADER_LEN);
+        chunk.truncate(joined);
+        Ok(Some(chunk))
+    }
+
     /// Like [`Session::next_message`], but the message owns its payloads: `Bytes`
     /// that share the receive buffer's allocation (no copy).
     ///

@@ -186,6 +186,64 @@ proptest! {
             prop_assert!(n <= noise.len());
         }
     }
+
+    /// `next_copy_data_joined`: however the stream is cut into reads, the
+    /// chunks are the CopyData payloads in order, every byte once, each chunk
+    /// ending on a message boundary; notices and notifications between them
+    /// are consumed, not joined in.
+    #[test]
+    fn joined_copy_data_is_every_payload_in_whole_messages(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                4 => bytes(200).prop_map(Ok),
+                1 => (text(10), text(20)).prop_map(|(c, m)| Err(notification(7, &c, &m))),
+                1 => text(20).prop_map(|m| Err(notice(&[(b'S', "NOTICE"), (b'M', &m)]))),
+            ],
+            1..40,
+        ),
+        cuts in proptest::collection::vec(1usize..300, 1..40),
+    ) {
+        let stream: Vec<u8> = parts
+            .iter()
+            .flat_map(|p| match p {
+                Ok(payload) => msg(b'd', payload),
+                Err(other) => other.clone(),
+            })
+            .collect();
+        let payloads: Vec<&Vec<u8>> = parts.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let mut boundaries = vec![0usize];
+        for p in &payloads {
+            boundaries.push(boundaries.last().unwrap() + p.len());
+        }
+
+        let mut s = busy_session();
+        let mut got: Vec<u8> = Vec::new();
+        let (mut fed, mut cut) = (0usize, 0usize);
+        while fed < stream.len() {
+            let n = cuts[cut % cuts.len()].min(stream.len() - fed);
+            cut += 1;
+            s.feed(&stream[fed..fed + n]).unwrap();
+            fed += n;
+            loop {
+                let chunk = match s.next_copy_data_joined().unwrap() {
+                    Some(chunk) => chunk,
+                    None => match s.next_message_owned().unwrap() {
+                        Some(pg_transport::Message::CopyData(chunk)) => chunk,
+                        Some(other) => panic!("unexpected {other:?}"),
+                        None => break,
+                    },
+                };
+                got.extend_from_slice(&chunk);
+                prop_assert!(
+                    boundaries.contains(&got.len()),
+                    "a chunk ended inside a message, at payload byte {}", got.len()
+                );
+            }
+        }
+        let all: Vec<u8> = payloads.iter().flat_map(|p| p.iter().copied()).collect();
+        prop_assert_eq!(got, all);
+        prop_assert!(s.recv_buf().is_empty());
+    }
 }
 
 #[test]

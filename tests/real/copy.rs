@@ -536,3 +536,43 @@ async fn copy_out_with_notices_between_rows_delivers_every_row() {
     );
     assert_eq!(notices.load(Ordering::SeqCst), 2000);
 }
+
+#[tokio::test]
+async fn copy_out_joined_hands_over_the_same_bytes_in_fewer_chunks() {
+    let mut c = admin().await;
+    table(&mut c, "cjoin").await;
+    c.simple_query("INSERT INTO cjoin SELECT g, 'row ' || g FROM generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    let (mut one, mut one_calls) = (Vec::new(), 0);
+    let rows = c
+        .copy_out("COPY cjoin TO STDOUT", |b: Bytes| {
+            one.extend_from_slice(&b);
+            one_calls += 1;
+            async { Ok::<_, std::io::Error>(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!((rows, one_calls), (20000, 20000), "one payload per row");
+    let (mut joined, mut chunks) = (Vec::new(), Vec::new());
+    let rows = c
+        .copy_out_joined("COPY cjoin TO STDOUT", |b: Bytes| {
+            joined.extend_from_slice(&b);
+            chunks.push(b);
+            async { Ok::<_, std::io::Error>(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows, 20000);
+    assert_eq!(joined, one, "the same bytes, in order");
+    assert!(
+        chunks.iter().all(|c| c.ends_with(b"\n")),
+        "every chunk holds whole rows"
+    );
+    assert!(
+        chunks.len() < 20000 / 10,
+        "{} chunks: not joined",
+        chunks.len()
+    );
+    assert_eq!(c.state(), State::Ready);
+}

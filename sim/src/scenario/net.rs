@@ -371,6 +371,16 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
     let sent = copy_reply(&mut rng);
     let expected = copy_bytes(&sent);
     let script = Script::plain(Reply::CopyOut(sent)).tls_if(rng.one_in(3));
+    let joined = rng.one_in(2);
+    let payload_ends: Vec<usize> = {
+        let mut end = 0;
+        copy_payloads(&script)
+            .map(|len| {
+                end += len;
+                end
+            })
+            .collect()
+    };
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
@@ -379,14 +389,23 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
             transcript
                 .lock()
                 .unwrap()
-                .push(format!("tls {}", c.tls_info().is_some()));
+                .push(format!("tls {}, joined {joined}", c.tls_info().is_some()));
             let mut got = Vec::new();
-            c.copy_out("COPY t TO STDOUT", |b: Bytes| {
+            let mut split_inside = false;
+            let sink = |b: Bytes| {
                 got.extend_from_slice(&b);
+                split_inside |= !b.is_empty() && !payload_ends.contains(&got.len());
                 async { Ok::<_, std::io::Error>(()) }
-            })
-            .await
+            };
+            if joined {
+                c.copy_out_joined("COPY t TO STDOUT", sink).await
+            } else {
+                c.copy_out("COPY t TO STDOUT", sink).await
+            }
             .map_err(|e| format!("copy_out: {e}"))?;
+            if split_inside {
+                return Err("a chunk ended inside a CopyData message".into());
+            }
             transcript
                 .lock()
                 .unwrap()
@@ -1024,4 +1043,16 @@ fn cancel_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
         },
     );
     finish(result, &log, &transcript, 1)
+}
+
+/// The payload sizes of a COPY OUT script's CopyData messages, in order.
+fn copy_payloads(script: &Script) -> impl Iterator<Item = usize> + '_ {
+    let sent: &[Sent] = match &script.reply {
+        Reply::CopyOut(sent) => sent,
+        _ => &[],
+    };
+    sent.iter().filter_map(|m| match m {
+        Sent::CopyData(d) => Some(d.len()),
+        _ => None,
+    })
 }
