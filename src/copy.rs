@@ -159,6 +159,77 @@ fn copy_rows(tag: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
+/// The data of a `COPY … TO STDOUT`, from [`Connection::copy_out_stream`].
+#[derive(Debug)]
+pub struct CopyOutStream<'a, T> {
+    conn: &'a mut Connection<T>,
+    rows: Option<u64>,
+    /// The server's error, held until its ReadyForQuery arrives.
+    error: Option<Error>,
+    done: bool,
+}
+
+impl<T> CopyOutStream<'_, T> {
+    /// The row count from the command tag, once the stream has ended.
+    pub fn rows(&self) -> Option<u64> {
+        self.rows
+    }
+}
+
+impl<T: Transport> CopyOutStream<'_, T> {
+    /// Ends the operation with `result` (clearing the in-flight mark; closing
+    /// the connection unless the error left the stream in sync).
+    fn finish(&mut self, result: Result<(), Error>) -> Poll<Option<Result<Bytes, Error>>> {
+        self.done = true;
+        Poll::Ready(self.conn.end(result).err().map(Err))
+    }
+}
+
+impl<T: Transport> Stream for CopyOutStream<'_, T> {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            if this.error.is_none() {
+                match this.conn.session.next_copy_data() {
+                    Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
+                    Ok(None) => {}
+                    Err(e) => return this.finish(Err(e)),
+                }
+            }
+            let m = match this.conn.session.next_message_owned() {
+                Ok(Some(m)) => m,
+                Ok(None) => match this.conn.poll_fill(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => return this.finish(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                },
+                Err(e) => return this.finish(Err(e)),
+            };
+            match m {
+                // After a notice or notification, CopyData comes this way.
+                Message::CopyData(data) if this.error.is_none() => {
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                Message::CommandComplete { tag } => this.rows = Some(copy_rows(&tag)),
+                Message::ErrorResponse(fields) => {
+                    this.error
+                        .get_or_insert_with(|| Error::server(fields.to_db_error()));
+                }
+                Message::ReadyForQuery(_) => {
+                    let result = this.error.take().map_or(Ok(()), Err);
+                    return this.finish(result);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// What happened while waiting for the COPY to start.
 enum Start {
     /// CopyInResponse or CopyOutResponse: go on.
@@ -206,6 +277,45 @@ impl<T: Transport> Connection<T> {
         E: Into<BoxError>,
     {
         self.copy_out_impl(sql, sink, true).await
+    }
+
+    /// Runs `COPY … TO STDOUT` and returns its data as a [`Stream`] of
+    /// [`Bytes`], one per CopyData message, each sharing the receive buffer
+    /// (no copy). Nothing is read until the stream is polled. The stream ends
+    /// (`None`) once the server is ready again; [`CopyOutStream::rows`] then
+    /// has the row count. A server error during the COPY comes as the last
+    /// item, after which the connection is `Ready`.
+    ///
+    /// Dropping the stream before it ends abandons the COPY: the connection
+    /// is then `Closed` (the rest of the data is not drained).
+    ///
+    /// # Errors
+    /// Before the stream starts, as [`Connection::copy_out`] (misuse is a
+    /// `Usage` error with the connection `Ready`; a server error is `Server`).
+    /// Items: kind `Server` for the server's error, transport and protocol
+    /// errors (the connection then `Closed`).
+    pub async fn copy_out_stream(&mut self, sql: &str) -> Result<CopyOutStream<'_, T>, Error> {
+        self.check_not_abandoned()?;
+        self.session.query(sql)?;
+        self.begin()?;
+        let started = async {
+            self.flush_send_buf().await?;
+            match self.await_copy_start(false).await? {
+                Start::Copying => Ok(()),
+                Start::Done(e) => Err(e),
+            }
+        }
+        .await;
+        // On success the operation goes on (still in flight) inside the stream.
+        if let Err(e) = started {
+            return self.end(Err(e));
+        }
+        Ok(CopyOutStream {
+            conn: self,
+            rows: None,
+            error: None,
+            done: false,
+        })
     }
 
     async fn copy_out_impl<F, Fut, E>(
@@ -439,11 +549,26 @@ impl<T: Transport> Connection<T> {
                         "copy_in was given COPY … TO STDOUT, which sends data to the client: use copy_out",
                     ));
                 }
+                Message::CopyInResponse(_) => {
+                    // The server waits for data: refuse it so it answers.
+                    frontend::copy_fail(
+                        self.session.send_buf().buf_mut(),
+                        "copy_out cannot send COPY data",
+                    );
+                    self.flush_send_buf().await?;
+                    outcome.get_or_insert_with(|| Error::usage(
+                        "copy_out was given COPY … FROM STDIN, which sends data to the server: use copy_in",
+                    ));
+                }
                 Message::RowDescription(_)
                 | Message::CommandComplete { .. }
                 | Message::EmptyQueryResponse => {
                     outcome.get_or_insert_with(|| {
-                        Error::usage("copy_in needs a COPY … FROM STDIN statement")
+                        Error::usage(if copy_in {
+                            "copy_in needs a COPY … FROM STDIN statement"
+                        } else {
+                            "copy_out needs a COPY … TO STDOUT statement"
+                        })
                     });
                 }
                 Message::ErrorResponse(fields) => {

@@ -42,7 +42,9 @@ mod watch;
 
 pub use conn::{Connection, QueryResult};
 pub use connect::{CancelToken, Client, Config, ConnectInfo, connect};
-pub use copy::{CopyInOptions, CopyProgress, CopySource, source_fn, source_reader, source_stream};
+pub use copy::{
+    CopyInOptions, CopyOutStream, CopyProgress, CopySource, source_fn, source_reader, source_stream,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::{DbError, Message, SqlState, TransactionStatus};
 pub use session::{

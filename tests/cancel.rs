@@ -13,6 +13,7 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use futures_util::Stream;
 use pg_transport::connect::{HostEntry, connect_transport};
 use pg_transport::transport::{MaybeTls, SocketPeek, Transport, TransportKind};
 use pg_transport::{Config, Connection, Message, State, source_fn};
@@ -232,7 +233,7 @@ fn assert_abandoned(c: &Client, k: usize) {
 #[test]
 fn dropped_operations_end_closed_or_complete() {
     // (operation, completed at some k, abandoned at some k > 0)
-    let mut seen = [(false, false); 3];
+    let mut seen = [(false, false); 4];
     for k in 0..400 {
         // simple_query
         let (mut c, _s) = client(&rows_script());
@@ -278,6 +279,29 @@ fn dropped_operations_end_closed_or_complete() {
                 seen[1].1 |= k > 0;
             }
         }
+        // copy_out_stream, started and drained within the same k polls
+        let (mut c, _s) = client(&script);
+        let drained = async {
+            let mut stream = c.copy_out_stream("COPY t TO STDOUT").await?;
+            let mut got = Vec::new();
+            while let Some(item) =
+                std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await
+            {
+                got.extend_from_slice(&item?);
+            }
+            Ok::<_, pg_transport::Error>((got, stream.rows()))
+        };
+        match poll_k(drained, k) {
+            Some(r) => {
+                assert_eq!(r.unwrap(), (b"1\n2\n".to_vec(), Some(2)), "k = {k}");
+                assert_eq!(c.state(), State::Ready, "k = {k}");
+                seen[3].0 = true;
+            }
+            None => {
+                assert_abandoned(&c, k);
+                seen[3].1 |= k > 0;
+            }
+        }
         // copy_in
         // A server answers CopyDone only once it has it; the byte script cannot
         // wait, so it stops at CopyInResponse and the COPY never completes here:
@@ -313,7 +337,7 @@ fn dropped_operations_end_closed_or_complete() {
     }
     assert_eq!(
         seen,
-        [(true, true); 3],
+        [(true, true); 4],
         "every operation was both cut short and completed"
     );
 }

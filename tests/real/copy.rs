@@ -576,3 +576,65 @@ async fn copy_out_joined_hands_over_the_same_bytes_in_fewer_chunks() {
     );
     assert_eq!(c.state(), State::Ready);
 }
+
+#[tokio::test]
+async fn copy_out_stream_yields_every_payload_then_the_count() {
+    use futures_util::StreamExt;
+    let mut c = admin().await;
+    table(&mut c, "cstream").await;
+    c.simple_query("INSERT INTO cstream SELECT g, 'row ' || g FROM generate_series(1, 3000) g")
+        .await
+        .unwrap();
+    let mut expected = Vec::new();
+    c.copy_out("COPY cstream TO STDOUT", |b: Bytes| {
+        expected.extend_from_slice(&b);
+        async { Ok::<_, std::io::Error>(()) }
+    })
+    .await
+    .unwrap();
+
+    let mut stream = c.copy_out_stream("COPY cstream TO STDOUT").await.unwrap();
+    let (mut got, mut items) = (Vec::new(), 0);
+    while let Some(item) = stream.next().await {
+        got.extend_from_slice(&item.unwrap());
+        items += 1;
+    }
+    assert_eq!(stream.rows(), Some(3000));
+    assert!(stream.next().await.is_none(), "stays ended");
+    assert_eq!((got, items), (expected, 3000));
+    assert_eq!(c.state(), State::Ready);
+
+    // Misuse is refused before any item, the connection kept.
+    for sql in ["COPY cstream FROM STDIN", "SELECT 1"] {
+        let e = c.copy_out_stream(sql).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage, "{sql}: {e}");
+        assert_eq!(c.state(), State::Ready, "{sql}");
+    }
+
+    // A server error part-way: data, then the error as the last item, Ready.
+    let mut stream = c
+        .copy_out_stream("COPY (SELECT 1 / (1000 - g) FROM generate_series(1, 2000) g) TO STDOUT")
+        .await
+        .unwrap();
+    let mut before_error = 0;
+    let mut error = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(_) => before_error += 1,
+            Err(e) => error = Some(e),
+        }
+    }
+    let error = error.expect("the server's error");
+    assert_eq!(error.as_db_error().unwrap().code.code(), "22012", "{error}");
+    assert_eq!(before_error, 999, "every row before the failing one");
+    assert_eq!(c.state(), State::Ready);
+    c.simple_query("SELECT 1").await.unwrap();
+
+    // Dropped part-way: abandoned, Closed, never reused.
+    let mut stream = c.copy_out_stream("COPY cstream TO STDOUT").await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    assert_eq!(c.state(), State::Closed);
+    assert!(!c.is_connected());
+    assert!(c.simple_query("SELECT 1").await.unwrap_err().is_closed());
+}

@@ -371,7 +371,8 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
     let sent = copy_reply(&mut rng);
     let expected = copy_bytes(&sent);
     let script = Script::plain(Reply::CopyOut(sent)).tls_if(rng.one_in(3));
-    let joined = rng.one_in(2);
+    // The callback form, the joined form, or the Stream form.
+    let form = rng.below(3);
     let payload_ends: Vec<usize> = {
         let mut end = 0;
         copy_payloads(&script)
@@ -389,7 +390,7 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
             transcript
                 .lock()
                 .unwrap()
-                .push(format!("tls {}, joined {joined}", c.tls_info().is_some()));
+                .push(format!("tls {}, form {form}", c.tls_info().is_some()));
             let mut got = Vec::new();
             let mut split_inside = false;
             let sink = |b: Bytes| {
@@ -397,10 +398,10 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
                 split_inside |= !b.is_empty() && !payload_ends.contains(&got.len());
                 async { Ok::<_, std::io::Error>(()) }
             };
-            if joined {
-                c.copy_out_joined("COPY t TO STDOUT", sink).await
-            } else {
-                c.copy_out("COPY t TO STDOUT", sink).await
+            match form {
+                0 => c.copy_out("COPY t TO STDOUT", sink).await.map(drop),
+                1 => c.copy_out_joined("COPY t TO STDOUT", sink).await.map(drop),
+                _ => copy_out_streamed(&mut c, sink).await,
             }
             .map_err(|e| format!("copy_out: {e}"))?;
             if split_inside {
@@ -1055,4 +1056,25 @@ fn copy_payloads(script: &Script) -> impl Iterator<Item = usize> + '_ {
         Sent::CopyData(d) => Some(d.len()),
         _ => None,
     })
+}
+
+/// COPY OUT through `copy_out_stream`, each item handed to `sink`.
+async fn copy_out_streamed<F, Fut>(c: &mut Client, mut sink: F) -> Result<(), pg_transport::Error>
+where
+    F: FnMut(Bytes) -> Fut,
+    Fut: Future<Output = Result<(), std::io::Error>>,
+{
+    let mut stream = c.copy_out_stream("COPY t TO STDOUT").await?;
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
+        });
+        match next.await {
+            Some(Ok(b)) => {
+                let _ = sink(b).await;
+            }
+            Some(Err(e)) => return Err(e),
+            None => return Ok(()),
+        }
+    }
 }
