@@ -195,6 +195,7 @@ impl<T: Transport> Stream for CopyOutStream<'_, T> {
         }
         loop {
             if this.error.is_none() {
+                // The hot path: no Message built.
                 match this.conn.session.next_copy_data() {
                     Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
                     Ok(None) => {}
@@ -329,15 +330,19 @@ impl<T: Transport> Connection<T> {
         Fut: Future<Output = Result<(), E>>,
         E: Into<BoxError>,
     {
+        // The loop of `CopyOutStream::poll_next`, written out: driving the
+        // stream from here measured about a fifth more client CPU per row.
         self.check_not_abandoned()?;
         self.session.query(sql)?;
         self.begin()?;
         let result = async {
             self.flush_send_buf().await?;
+            if let Start::Done(e) = self.await_copy_start(false).await? {
+                return Err(e);
+            }
             let mut sink_error: Option<BoxError> = None;
             let mut rows = 0;
             let mut outcome: Option<Error> = None;
-            let mut copying = false;
             loop {
                 // The hot path: CopyData straight to the sink, no Message built.
                 if sink_error.is_none() {
@@ -365,18 +370,7 @@ impl<T: Transport> Connection<T> {
                             sink_error = Some(e.into());
                         }
                     }
-                    Message::CopyOutResponse(_) => copying = true,
                     Message::CommandComplete { tag } => rows = copy_rows(&tag),
-                    Message::CopyInResponse(_) => {
-                        frontend::copy_fail(self.session.send_buf().buf_mut(), "copy_out cannot send COPY data");
-                        self.flush_send_buf().await?;
-                        outcome.get_or_insert_with(|| Error::usage(
-                            "copy_out was given COPY … FROM STDIN, which sends data to the server: use copy_in",
-                        ));
-                    }
-                    Message::RowDescription(_) | Message::EmptyQueryResponse => {
-                        outcome.get_or_insert_with(|| Error::usage("copy_out needs a COPY … TO STDOUT statement"));
-                    }
                     Message::ErrorResponse(fields) => {
                         outcome.get_or_insert_with(|| Error::server(fields.to_db_error()));
                     }
@@ -386,9 +380,6 @@ impl<T: Transport> Connection<T> {
             }
             if let Some(e) = sink_error {
                 return Err(Error::callback("COPY OUT sink failed", e));
-            }
-            if !copying && outcome.is_none() {
-                outcome = Some(Error::usage("copy_out needs a COPY … TO STDOUT statement"));
             }
             outcome.map_or(Ok(rows), Err)
         }
