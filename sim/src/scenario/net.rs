@@ -232,17 +232,7 @@ pub(crate) fn query(seed: Seed) -> Outcome {
                 .simple_query("SELECT sim")
                 .await
                 .map_err(|e| format!("query: {e}"))?;
-            let rows: Vec<Vec<Option<String>>> = expected
-                .iter()
-                .filter_map(|m| match m {
-                    Sent::DataRow(cols) => Some(
-                        cols.iter()
-                            .map(|c| c.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()))
-                            .collect(),
-                    ),
-                    _ => None,
-                })
-                .collect();
+            let rows = text_rows(&expected);
             let got = results.first().map(|r| r.rows.clone()).unwrap_or_default();
             transcript
                 .lock()
@@ -753,6 +743,20 @@ fn expected_auth(
     }
 }
 
+/// The DataRows in `sent` as `simple_query` returns them.
+fn text_rows(sent: &[Sent]) -> Vec<Vec<Option<String>>> {
+    sent.iter()
+        .filter_map(|m| match m {
+            Sent::DataRow(cols) => Some(
+                cols.iter()
+                    .map(|c| c.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 fn copy_reply(rng: &mut Rng) -> Vec<Sent> {
     (0..rng.below(80))
         .map(|_| match rng.below(5) {
@@ -809,17 +813,7 @@ pub(crate) fn cut(seed: Seed) -> Outcome {
         at,
         reset: !reads || rng.one_in(2),
     };
-    let expected_rows: Vec<Vec<Option<String>>> = sent
-        .iter()
-        .filter_map(|m| match m {
-            Sent::DataRow(cols) => Some(
-                cols.iter()
-                    .map(|c| c.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect();
+    let expected_rows = text_rows(&sent);
     let expected_copy = copy_bytes(&sent);
     let script = Script::plain(if copy {
         Reply::CopyOut(sent)
