@@ -262,22 +262,43 @@ pub async fn connect_transport<T: Transport>(
     host: &HostEntry,
 ) -> Result<(Connection<MaybeTls<T>>, AuthMethod), Error> {
     config.validate()?;
-    let tls = match config.ssl_mode {
-        SslMode::Disable | SslMode::Allow => None,
-        _ if host.is_unix() => None,
-        _ => Some(TlsSetup::new(config)?),
-    };
+    let tls = first_attempt_tls(config, host)?;
     establish(transport, config, tls.as_ref(), host).await
 }
 
 /// SSL negotiation per `tls` and `config`, then startup, over `socket`.
 async fn establish<T: Transport>(
-    mut socket: T,
+    socket: T,
     config: &Config,
     tls: Option<&TlsSetup>,
     host: &HostEntry,
 ) -> Result<(Connection<MaybeTls<T>>, AuthMethod), Error> {
-    let transport = match tls {
+    let transport = negotiate_ssl(socket, config, tls, host).await?;
+    let session = Session::new(config.session);
+    let mut client = Connection::new(transport, session);
+    let method = startup::startup(&mut client, config, host).await?;
+    Ok((client, method))
+}
+
+/// The TLS setup for a first attempt at `host`: none for disable and allow
+/// (allow tries plaintext first) and for Unix sockets.
+fn first_attempt_tls(config: &Config, host: &HostEntry) -> Result<Option<TlsSetup>, Error> {
+    Ok(match config.ssl_mode {
+        SslMode::Disable | SslMode::Allow => None,
+        _ if host.is_unix() => None,
+        _ => Some(TlsSetup::new(config)?),
+    })
+}
+
+/// SSL negotiation per `tls` and `config` over `socket`: TLS (direct, or
+/// after SSLRequest and `S`), or plaintext where the mode allows it.
+async fn negotiate_ssl<T: Transport>(
+    mut socket: T,
+    config: &Config,
+    tls: Option<&TlsSetup>,
+    host: &HostEntry,
+) -> Result<MaybeTls<T>, Error> {
+    Ok(match tls {
         None => MaybeTls::Plain(socket),
         Some(setup) => {
             let name = setup.server_name(host)?;
@@ -304,11 +325,7 @@ async fn establish<T: Transport>(
                 }
             }
         }
-    };
-    let session = Session::new(config.session);
-    let mut client = Connection::new(transport, session);
-    let method = startup::startup(&mut client, config, host).await?;
-    Ok((client, method))
+    })
 }
 
 /// Checks the server matches `want`, from the ParameterStatus values PostgreSQL
@@ -376,19 +393,25 @@ impl CancelToken {
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
 /// Asks the server to cancel the query running on the connection `info` and
-/// `key` describe: a CancelRequest on a new connection to the same address
-/// (over TLS when `config` asks for it, as libpq does).
+/// `key` describe: a CancelRequest on a new connection to the same address,
+/// with SSL negotiated as `config`'s sslmode says (as libpq 17 does), so the
+/// cancel key does not cross the network in the clear when the session did
+/// not. `allow` sends it in plaintext, as its first attempt would; Unix
+/// sockets never use TLS.
 ///
 /// # Errors
 /// Kind `Io`/`Timeout` if the cancel connection cannot be made or the server
-/// does not close it; kind `InvalidInput` for an oversized key.
+/// does not close it; kind `Tls` if TLS is required and fails; kind
+/// `InvalidInput` for an oversized key.
 pub async fn cancel(
     config: &Config,
     info: &ConnectInfo,
     key: &crate::session::BackendKey,
 ) -> Result<(), Error> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = dial(config, &info.host, info.addr).await?;
+    let socket = dial(config, &info.host, info.addr).await?;
+    let tls = first_attempt_tls(config, &info.host)?;
+    let mut socket = negotiate_ssl(socket, config, tls.as_ref(), &info.host).await?;
     let mut buf = bytes::BytesMut::new();
     crate::protocol::frontend::cancel_request(&mut buf, key.process_id, &key.secret_key)
         .map_err(Error::invalid_input)?;

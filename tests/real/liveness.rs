@@ -170,8 +170,19 @@ async fn f60_f65_closed_connection_probes_and_ping() {
 
 #[tokio::test]
 async fn cancel_stops_a_running_query() {
+    cancel_stops_a_running_query_with("sslmode=disable").await;
+}
+
+/// The CancelRequest goes inside TLS when the sslmode asks for TLS: the server
+/// must accept it there (and the key never crosses in the clear).
+#[tokio::test]
+async fn cancel_over_tls_stops_a_running_query() {
+    cancel_stops_a_running_query_with("sslmode=require").await;
+}
+
+async fn cancel_stops_a_running_query_with(params: &str) {
     let c = cluster();
-    let config: pg_transport::Config = c.url(TRUST_USER, None, "sslmode=disable").parse().unwrap();
+    let config: pg_transport::Config = c.url(TRUST_USER, None, params).parse().unwrap();
     let (mut client, info) = pg_transport::connect(&config).await.unwrap();
     let key = client.session().backend_key().unwrap().clone();
     let canceller = tokio::spawn(async move {

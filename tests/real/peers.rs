@@ -689,3 +689,56 @@ async fn sni_for_host_names_never_for_ip_literals() {
         "SNI for a name, none for an IP literal"
     );
 }
+
+/// The cancel connection negotiates SSL as the sslmode says: under `prefer`
+/// it asks first (and, refused, sends the CancelRequest in plaintext), under
+/// `disable` it sends the CancelRequest at once.
+#[tokio::test]
+async fn cancel_request_negotiates_ssl_per_sslmode() {
+    for (mode, asks) in [("prefer", true), ("disable", false)] {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let (port, _) = peer(move |mut s, _| {
+            let tx = tx.lock().unwrap().take();
+            async move {
+                let mut packets = vec![read_untagged(&mut s).await];
+                if packets[0][4..8] == 80877103i32.to_be_bytes() {
+                    s.write_all(b"N").await.unwrap();
+                    packets.push(read_untagged(&mut s).await);
+                }
+                let _ = tx.unwrap().send(packets);
+            }
+        })
+        .await;
+        let config = config(port, &format!("sslmode={mode}"));
+        let info = pg_transport::ConnectInfo {
+            host: pg_transport::connect::HostEntry {
+                host: Some("127.0.0.1".into()),
+                hostaddr: None,
+                port,
+            },
+            addr: Some(([127, 0, 0, 1], port).into()),
+            auth_method: pg_transport::connect::AuthMethod::Trust,
+        };
+        let key = pg_transport::session::BackendKey {
+            process_id: 1234,
+            secret_key: 42i32.to_be_bytes().to_vec(),
+        };
+        pg_transport::connect::cancel(&config, &info, &key)
+            .await
+            .unwrap();
+        let packets = rx.await.unwrap();
+        let cancel = packets.last().unwrap();
+        assert_eq!(packets.len(), 1 + usize::from(asks), "sslmode={mode}");
+        assert_eq!(
+            &cancel[..8],
+            &[&16i32.to_be_bytes()[..], &80877102i32.to_be_bytes()].concat()[..],
+            "sslmode={mode}: a CancelRequest"
+        );
+        assert_eq!(
+            &cancel[8..],
+            &[0, 0, 4, 0xd2, 0, 0, 0, 42],
+            "sslmode={mode}"
+        );
+    }
+}
