@@ -107,13 +107,11 @@ impl<T: Transport> Connection<T> {
             {
                 return Poll::Ready(Err(e));
             }
-            match self.poll_fill(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-            // Idle: notices, notifications and ParameterStatus are absorbed; a
-            // returned message means the server is ending the session.
+            // What is already buffered first: a notification can arrive in the
+            // same read as the last operation's ReadyForQuery, and no new
+            // bytes may ever come to wake a read. Idle, notices, notifications
+            // and ParameterStatus are absorbed; a returned message means the
+            // server is ending the session.
             match self.session.next_message_owned() {
                 Ok(None) => {}
                 Ok(Some(Message::ErrorResponse(fields))) => {
@@ -127,6 +125,14 @@ impl<T: Transport> Connection<T> {
                     )));
                 }
                 Err(e) => return Poll::Ready(Err(e)),
+            }
+            if !self.session.notifications().is_empty() {
+                continue;
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }

@@ -76,6 +76,11 @@ pub(crate) const ALL: &[Scenario] = &[
         run: net::cut,
     },
     Scenario {
+        name: "net-listen",
+        about: "turmoil: notifications behind a ReadyForQuery in the same segment, then while idle; waits with short timeouts: all arrive, in order, once",
+        run: net::listen,
+    },
+    Scenario {
         name: "net-cancel",
         about: "turmoil: a query dropped at a seeded instant: Closed and never reused, or complete and correct",
         run: net::cancel,

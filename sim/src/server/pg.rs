@@ -41,6 +41,13 @@ pub(crate) enum Reply {
     /// Right after startup, close the connection (optionally after a FATAL
     /// ErrorResponse, as PostgreSQL does), without waiting for a query.
     CloseIdle { fatal: bool },
+    /// An empty result whose ReadyForQuery is followed, in the same segment, by
+    /// notifications (`trailing`), then more while the connection is idle,
+    /// each after its delay in milliseconds (`later`).
+    Listen {
+        trailing: Vec<String>,
+        later: Vec<(u64, String)>,
+    },
 }
 
 /// What the scenario wants the server to do.
@@ -265,6 +272,20 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         ready_for_query(&mut out, b'I');
                         send(&mut s, &out).await?;
                     }
+                    Some(Reply::Listen { trailing, later }) => {
+                        let mut out = b"I\0\0\0\x04".to_vec();
+                        ready_for_query(&mut out, b'I');
+                        for payload in trailing {
+                            notification(payload).encode(&mut out);
+                        }
+                        send(&mut s, &out).await?;
+                        for (delay, payload) in later {
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                            let mut out = Vec::new();
+                            notification(payload).encode(&mut out);
+                            send(&mut s, &out).await?;
+                        }
+                    }
                     // Later queries (a check that the connection still works): empty.
                     Some(Reply::CloseIdle { .. }) | None => {
                         let mut out = b"I\0\0\0\x04".to_vec();
@@ -276,6 +297,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             (b'X', _) => return Ok(()),
             _ => {}
         }
+    }
+}
+
+fn notification(payload: String) -> Sent {
+    Sent::Notification {
+        pid: 99,
+        channel: "ch".into(),
+        payload,
     }
 }
 

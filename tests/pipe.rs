@@ -1,6 +1,9 @@
-//! `Connection::set_read_spin`: a read that finds the socket empty in the
-//! middle of a response stays runnable for its budget, then parks; an idle
-//! connection never spins; and spinning changes nothing about what is read.
+//! `Connection` over an in-memory pipe, where what arrives in one read is
+//! exactly what the test wrote: `set_read_spin` (a read that finds the socket
+//! empty in the middle of a response stays runnable for its budget, then
+//! parks; an idle connection never spins; spinning changes nothing about what
+//! is read), and notifications that arrive in the same read as a
+//! ReadyForQuery.
 
 use std::io;
 use std::pin::{Pin, pin};
@@ -157,4 +160,33 @@ fn no_spin_by_default() {
         0,
         "without a budget an empty read parks at once"
     );
+}
+
+/// A notification that arrives in the same read as the ReadyForQuery that
+/// ends a query must be delivered by `wait_notification` (and the stream)
+/// without any further bytes from the server: none may ever come.
+#[test]
+fn notification_behind_ready_for_query_is_delivered() {
+    let rt = runtime();
+    let (mut c, mut server) = client(&rt);
+    let reply = b"I\0\0\0\x04Z\0\0\0\x05I";
+    let first = b"A\0\0\0\x0f\0\0\0\x07ch\0one\0";
+    let second = b"A\0\0\0\x0f\0\0\0\x07ch\0two\0";
+    rt.block_on(server.write_all(&[&reply[..], first, second].concat()))
+        .unwrap();
+    rt.block_on(async {
+        c.simple_query("").await.unwrap();
+        let wait = Duration::from_secs(5);
+        let n = c.wait_notification(Some(wait)).await.unwrap();
+        assert_eq!(n.map(|n| n.payload).as_deref(), Some("one"));
+        let mut stream = c.notifications();
+        let n = tokio::time::timeout(
+            wait,
+            std::future::poll_fn(|cx| futures_util::Stream::poll_next(Pin::new(&mut stream), cx)),
+        )
+        .await
+        .expect("delivered without new bytes");
+        assert_eq!(n.unwrap().unwrap().payload, "two");
+    });
+    assert_eq!(c.state(), pg_transport::State::Ready);
 }
