@@ -104,8 +104,8 @@ impl Default for Keepalive {
     }
 }
 
-/// Everything needed to connect.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Everything needed to connect. Its `Debug` output never shows the password.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Config {
     /// Host names, IP addresses, or Unix-socket directories (start with `/` or `@`).
     pub hosts: Vec<String>,
@@ -129,7 +129,8 @@ pub struct Config {
     pub ssl_mode: SslMode,
     /// `sslnegotiation`.
     pub ssl_negotiation: SslNegotiation,
-    /// Root certificate file for verify-ca/verify-full (`sslrootcert`).
+    /// Root certificate file for verify-ca/verify-full (`sslrootcert`);
+    /// `system` for the operating system's trusted roots.
     pub ssl_root_cert: Option<PathBuf>,
     /// Client certificate file (`sslcert`).
     pub ssl_cert: Option<PathBuf>,
@@ -392,6 +393,35 @@ fn seconds(n: u32) -> Option<Duration> {
     (n != 0).then(|| Duration::from_secs(u64::from(n)))
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Written out so that the password cannot reach a log by accident.
+        f.debug_struct("Config")
+            .field("hosts", &self.hosts)
+            .field("hostaddrs", &self.hostaddrs)
+            .field("ports", &self.ports)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("application_name", &self.application_name)
+            .field("options", &self.options)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_negotiation", &self.ssl_negotiation)
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("ssl_cert", &self.ssl_cert)
+            .field("ssl_key", &self.ssl_key)
+            .field("channel_binding", &self.channel_binding)
+            .field("keepalive", &self.keepalive)
+            .field("tcp_user_timeout", &self.tcp_user_timeout)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("load_balance_hosts", &self.load_balance_hosts)
+            .field("passfile", &self.passfile)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
 impl FromStr for Config {
     type Err = Error;
 
@@ -416,8 +446,25 @@ impl FromStr for Config {
 }
 
 impl Config {
+    /// Whether `sslrootcert=system`: the operating system's trusted roots.
+    pub fn uses_system_roots(&self) -> bool {
+        self.ssl_root_cert.as_deref() == Some(std::path::Path::new("system"))
+    }
+
+    /// The settings a connection uses: with `sslrootcert=system` and the
+    /// default sslmode, `verify-full` (as libpq does).
+    pub(crate) fn resolved(&self) -> std::borrow::Cow<'_, Self> {
+        if self.uses_system_roots() && self.ssl_mode == SslMode::Prefer {
+            let mut config = self.clone();
+            config.ssl_mode = SslMode::VerifyFull;
+            return std::borrow::Cow::Owned(config);
+        }
+        std::borrow::Cow::Borrowed(self)
+    }
+
     /// Checks the settings fit together: host/hostaddr/port counts, direct TLS
-    /// only with sslmode require or stronger.
+    /// only with sslmode require or stronger, `sslrootcert=system` only with
+    /// verify-full (or the default, which becomes verify-full).
     ///
     /// # Errors
     /// A config error saying which settings disagree.
@@ -437,6 +484,17 @@ impl Config {
             return Err(Error::config(format!(
                 "could not match {} port numbers to {hosts} hosts",
                 self.ports.len()
+            )));
+        }
+        if self.uses_system_roots()
+            && !matches!(self.ssl_mode, SslMode::Prefer | SslMode::VerifyFull)
+        {
+            // libpq: the system's roots trust any public CA, so only a host
+            // name check makes them mean something. `prefer`, the default,
+            // becomes verify-full (see `Config::resolved`).
+            return Err(Error::config(format!(
+                "weak sslmode {:?} may not be used with sslrootcert=system (use verify-full)",
+                self.ssl_mode
             )));
         }
         if self.ssl_negotiation == SslNegotiation::Direct

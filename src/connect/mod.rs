@@ -56,6 +56,7 @@ pub struct ConnectInfo {
 /// certificate) fail once, before any I/O.
 pub async fn connect(config: &Config) -> Result<(Client, ConnectInfo), Error> {
     config.validate()?;
+    let config = &*config.resolved();
     let tls = match config.ssl_mode {
         SslMode::Disable => None,
         _ => Some(TlsSetup::new(config)?),
@@ -262,6 +263,7 @@ pub async fn connect_transport<T: Transport>(
     host: &HostEntry,
 ) -> Result<(Connection<MaybeTls<T>>, AuthMethod), Error> {
     config.validate()?;
+    let config = &*config.resolved();
     let tls = first_attempt_tls(config, host)?;
     establish(transport, config, tls.as_ref(), host).await
 }
@@ -409,6 +411,7 @@ pub async fn cancel(
     key: &crate::session::BackendKey,
 ) -> Result<(), Error> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = &*config.resolved();
     let socket = dial(config, &info.host, info.addr).await?;
     let tls = first_attempt_tls(config, &info.host)?;
     let mut socket = negotiate_ssl(socket, config, tls.as_ref(), &info.host).await?;

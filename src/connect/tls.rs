@@ -139,6 +139,9 @@ fn home_file(name: &str) -> Option<PathBuf> {
 }
 
 fn load_roots(path: &Path) -> Result<RootCertStore, Error> {
+    if path == Path::new(SYSTEM_ROOTS) {
+        return system_roots();
+    }
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| Error::config(format!("cannot read sslrootcert {}: {e}", path.display())))?;
@@ -160,6 +163,26 @@ fn load_roots(path: &Path) -> Result<RootCertStore, Error> {
         return Err(Error::config(format!(
             "sslrootcert {} holds no certificate",
             path.display()
+        )));
+    }
+    Ok(roots)
+}
+
+/// `sslrootcert=system`: the operating system's trusted roots (libpq 16+).
+pub(crate) const SYSTEM_ROOTS: &str = "system";
+
+fn system_roots() -> Result<RootCertStore, Error> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map_or_else(|| "none found".to_owned(), ToString::to_string);
+        return Err(Error::config(format!(
+            "sslrootcert=system, but no system root certificate could be loaded ({why}); \
+             set sslrootcert to a CA file instead"
         )));
     }
     Ok(roots)

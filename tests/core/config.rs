@@ -176,3 +176,34 @@ fn g73_direct_with_weak_sslmode_fails_before_dialling() {
         SslNegotiation::Direct
     );
 }
+
+#[test]
+fn sslrootcert_system_needs_verify_full() {
+    for mode in ["disable", "allow", "require", "verify-ca"] {
+        let e = format!("host=h sslrootcert=system sslmode={mode}")
+            .parse::<Config>()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{mode}");
+        assert!(e.to_string().contains("verify-full"), "{mode}: {e}");
+    }
+    for ok in [
+        "host=h sslrootcert=system",
+        "host=h sslrootcert=system sslmode=verify-full",
+    ] {
+        let config: Config = ok.parse().unwrap();
+        assert!(config.uses_system_roots(), "{ok}");
+    }
+    let file: Config = "host=h sslrootcert=/etc/ca.pem".parse().unwrap();
+    assert!(!file.uses_system_roots());
+}
+
+#[test]
+fn debug_output_never_shows_the_password() {
+    let config: Config = "host=h user=u password=hunter2-secret".parse().unwrap();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(
+        shown.contains("<redacted>") && shown.contains("user: Some(\"u\")"),
+        "{shown}"
+    );
+}

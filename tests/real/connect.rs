@@ -164,6 +164,28 @@ async fn channel_binding_require_without_tls_fails() {
     }
 }
 
+/// `sslrootcert=system` trusts the operating system's roots, which do not
+/// include the test CA: the connection must fail verification, and the
+/// default sslmode must have become verify-full (prefer would have retried
+/// in plaintext and connected).
+#[tokio::test]
+async fn sslrootcert_system_verifies_against_the_system_roots() {
+    let c = cluster();
+    let e = try_connect(&c.url(TRUST_USER, None, "sslrootcert=system"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Tls | ErrorKind::Config),
+        "{:?}: {e}",
+        e.kind()
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("certificate") || text.contains("system root"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn verify_full_and_verify_ca_with_the_test_ca() {
     let c = cluster();
