@@ -12,6 +12,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "../../tests/support/server_bin.rs"]
+mod server_bin;
+use server_bin::{
+    append, as_server_user, find_bin, free_port, give_to_server_user, initdb, is_root, run,
+};
+
 /// A running throwaway cluster.
 pub(crate) struct Cluster {
     /// The port, for TCP (127.0.0.1) and for the socket file name.
@@ -23,46 +29,6 @@ pub(crate) struct Cluster {
     pub(crate) base: PathBuf,
     bin: PathBuf,
     stopped: bool,
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn find_bin() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("PG_BINDIR") {
-        return Ok(dir.into());
-    }
-    let from_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("initdb"))
-        .find(|p| p.exists())
-        .and_then(|p| p.canonicalize().ok())
-        .and_then(|p| p.parent().map(Path::to_path_buf));
-    if let Some(dir) = from_path {
-        return Ok(dir);
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| "no initdb on PATH and no /usr/lib/postgresql".to_owned())?
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let version = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 impl Cluster {
@@ -81,26 +47,9 @@ impl Cluster {
             bin,
             stopped: false,
         };
-        if is_root() {
-            run(Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&base))?;
-        }
+        give_to_server_user(&base)?;
         cluster.guard();
-        run(cluster
-            .as_server_user("initdb")
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data))?;
+        initdb(&cluster.bin, &data)?;
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{sock}'\n{settings}\n",
             sock = cluster.socket_dir.display()
@@ -124,14 +73,7 @@ impl Cluster {
     /// A command running `program` from the server's bin directory as the
     /// server user.
     fn as_server_user(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
+        as_server_user(&self.bin, program)
     }
 
     /// A background process that stops the server and deletes everything once
@@ -226,30 +168,5 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn append(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    f.write_all(text.as_bytes()).map_err(|e| e.to_string())
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
     }
 }

@@ -8,6 +8,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+#[path = "../support/server_bin.rs"]
+mod server_bin;
+use server_bin::{
+    append, as_server_user, find_bin, free_port, give_to_server_user, initdb, is_root, run,
+};
 use std::sync::OnceLock;
 
 /// Users and their passwords.
@@ -64,61 +70,18 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn find_bin() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("PG_BINDIR") {
-        return Ok(dir.into());
-    }
-    let from_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("initdb"))
-        .find(|p| p.exists())
-        .and_then(|p| p.canonicalize().ok())
-        .and_then(|p| p.parent().map(Path::to_path_buf));
-    if let Some(dir) = from_path {
-        return Ok(dir);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| {
-            "no initdb on PATH and no /usr/lib/postgresql: install the postgresql package"
-                .to_owned()
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    versions.sort_by_key(|p| {
-        p.to_string_lossy()
-            .split('/')
-            .nth(4)
-            .and_then(|v| v.parse::<u32>().ok())
-    });
-    versions
-        .pop()
-        .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 impl Cluster {
     fn start() -> Result<Self, String> {
         let bin = find_bin()?;
         let base = std::env::temp_dir().join(format!(
             "pg-transport-test-{}-{}",
             std::process::id(),
-            free_port()
+            free_port()?
         ));
         let data = base.join("data");
         let socket_dir = base.join("sock");
         std::fs::create_dir_all(&socket_dir).map_err(|e| e.to_string())?;
-        let port = free_port();
+        let port = free_port()?;
         let cluster = Self {
             port,
             socket_dir,
@@ -126,26 +89,9 @@ impl Cluster {
             base: base.clone(),
             bin,
         };
-        if is_root() {
-            run(Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&base))?;
-        }
+        give_to_server_user(&base)?;
         cluster.guard();
-        run(cluster
-            .as_server_user("initdb")
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data))?;
+        initdb(&cluster.bin, &data)?;
         cluster.write_tls_files(&data)?;
         cluster.configure(&data)?;
         run(cluster
@@ -160,14 +106,7 @@ impl Cluster {
     }
 
     fn as_server_user(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        }
+        as_server_user(&self.bin, program)
     }
 
     /// `pg_ctl restart -m immediate`: every backend dies at once, as in a crash.
@@ -184,7 +123,7 @@ impl Cluster {
 
     fn start_replica(&self) -> Result<Replica, String> {
         let dir = self.base.join("replica");
-        let port = free_port();
+        let port = free_port()?;
         run(self
             .as_server_user("pg_basebackup")
             .arg("-D")
@@ -404,29 +343,4 @@ fn urlencode(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn append(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    f.write_all(text.as_bytes()).map_err(|e| e.to_string())
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
 }
