@@ -159,6 +159,39 @@ fn copy_rows(tag: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
+/// Where COPY OUT data goes, inside this module: a caller's closure, or a
+/// writer (a closure cannot lend its captures to the future it returns).
+trait CopySink {
+    type Error: Into<BoxError>;
+    /// The closure's own future, not wrapped: this is the per-row hot path.
+    fn take(&mut self, data: Bytes) -> impl Future<Output = Result<(), Self::Error>>;
+}
+
+struct FnSink<F>(F);
+
+impl<F, Fut, E> CopySink for FnSink<F>
+where
+    F: FnMut(Bytes) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    type Error = E;
+    fn take(&mut self, data: Bytes) -> impl Future<Output = Result<(), E>> {
+        (self.0)(data)
+    }
+}
+
+struct WriterSink<'w, W: ?Sized> {
+    writer: &'w mut W,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin + ?Sized> CopySink for WriterSink<'_, W> {
+    type Error = std::io::Error;
+    async fn take(&mut self, data: Bytes) -> Result<(), std::io::Error> {
+        tokio::io::AsyncWriteExt::write_all(self.writer, &data).await
+    }
+}
+
 /// The data of a `COPY … TO STDOUT`, from [`Connection::copy_out_stream`].
 #[derive(Debug)]
 pub struct CopyOutStream<'a, T> {
@@ -319,10 +352,30 @@ impl<T: Transport> Connection<T> {
         })
     }
 
+    /// Runs `COPY … TO STDOUT` and writes its data to `writer`, joined per
+    /// read as in [`Connection::copy_out_joined`] (a file or socket gets
+    /// whole rows in large writes), then flushes it. Returns the row count.
+    ///
+    /// # Errors
+    /// As [`Connection::copy_out`]; a failed write or flush is kind
+    /// `Callback` with the I/O error (the rest of the COPY is drained, the
+    /// connection stays `Ready`).
+    pub async fn copy_out_to<W>(&mut self, sql: &str, writer: &mut W) -> Result<u64, Error>
+    where
+        W: tokio::io::AsyncWrite + Unpin + ?Sized,
+    {
+        let mut sink = WriterSink { writer };
+        let rows = self.copy_out_into(sql, &mut sink, true).await?;
+        tokio::io::AsyncWriteExt::flush(sink.writer)
+            .await
+            .map_err(|e| Error::callback("COPY OUT writer failed", e.into()))?;
+        Ok(rows)
+    }
+
     async fn copy_out_impl<F, Fut, E>(
         &mut self,
         sql: &str,
-        mut sink: F,
+        sink: F,
         joined: bool,
     ) -> Result<u64, Error>
     where
@@ -330,6 +383,15 @@ impl<T: Transport> Connection<T> {
         Fut: Future<Output = Result<(), E>>,
         E: Into<BoxError>,
     {
+        self.copy_out_into(sql, &mut FnSink(sink), joined).await
+    }
+
+    async fn copy_out_into<S: CopySink>(
+        &mut self,
+        sql: &str,
+        sink: &mut S,
+        joined: bool,
+    ) -> Result<u64, Error> {
         // The loop of `CopyOutStream::poll_next`, written out: driving the
         // stream from here measured about a fifth more client CPU per row.
         self.check_not_abandoned()?;
@@ -352,7 +414,7 @@ impl<T: Transport> Connection<T> {
                         self.session.next_copy_data()?
                     };
                     if let Some(data) = next {
-                        if let Err(e) = sink(data).await {
+                        if let Err(e) = sink.take(data).await {
                             sink_error = Some(e.into());
                         }
                         continue;
@@ -366,7 +428,7 @@ impl<T: Transport> Connection<T> {
                     // CopyData comes this way when a notice or notification
                     // preceded it (the fast path only looks at the next frame).
                     Message::CopyData(data) if sink_error.is_none() => {
-                        if let Err(e) = sink(data).await {
+                        if let Err(e) = sink.take(data).await {
                             sink_error = Some(e.into());
                         }
                     }

@@ -638,3 +638,67 @@ async fn copy_out_stream_yields_every_payload_then_the_count() {
     assert!(!c.is_connected());
     assert!(c.simple_query("SELECT 1").await.unwrap_err().is_closed());
 }
+
+#[tokio::test]
+async fn copy_out_to_writes_every_row_to_a_writer_from_a_spawned_task() {
+    let mut c = admin().await;
+    table(&mut c, "cwriter").await;
+    c.simple_query("INSERT INTO cwriter SELECT g, 'row ' || g FROM generate_series(1, 5000) g")
+        .await
+        .unwrap();
+    // Spawned: the futures are Send.
+    let (rows, file, mut c) = tokio::spawn(async move {
+        let mut file: Vec<u8> = Vec::new();
+        let rows = c
+            .copy_out_to("COPY cwriter TO STDOUT", &mut file)
+            .await
+            .unwrap();
+        let mut count = 0u64;
+        c.copy_out("COPY cwriter TO STDOUT", |_| {
+            count += 1;
+            async { Ok::<_, std::io::Error>(()) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(count, 5000);
+        (rows, file, c)
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows, 5000);
+    let text = String::from_utf8(file).unwrap();
+    let expected: String = (1..=5000).map(|g| format!("{g}\trow {g}\n")).collect();
+    assert_eq!(text, expected);
+
+    // A writer that fails: Callback with the I/O error, drained, Ready.
+    struct Full;
+    impl tokio::io::AsyncWrite for Full {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Err(std::io::Error::other("disk full")))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+    let e = c
+        .copy_out_to("COPY cwriter TO STDOUT", &mut Full)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Callback);
+    assert_eq!(e.to_string(), "COPY OUT sink failed: disk full");
+    assert_eq!(c.state(), State::Ready);
+    c.simple_query("SELECT 1").await.unwrap();
+}
