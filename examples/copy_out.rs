@@ -1,14 +1,12 @@
-//! Streams `COPY … TO STDOUT` to standard output; each CopyData payload is
-//! written as it arrives (zero-copy `Bytes`, nothing read while stdout is busy).
+//! Streams `COPY … TO STDOUT` to standard output with `copy_out_to`: the rows
+//! already received are written together (nothing more is read while stdout is
+//! busy), and stdout is flushed at the end.
 //!
 //! ```sh
 //! cargo run --example copy_out -- "postgres://user@localhost/db" "COPY my_table TO STDOUT (FORMAT csv)" > out.csv
 //! ```
 
 use std::process::ExitCode;
-
-use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -20,16 +18,7 @@ async fn main() -> ExitCode {
     let result = async {
         let config = pg_transport::Config::parse_with_env(&conninfo)?;
         let (mut client, _) = pg_transport::connect(&config).await?;
-        let rows = client
-            .copy_out(&sql, |chunk: Bytes| async move {
-                // The next chunk is not read until this write has finished.
-                tokio::io::stdout().write_all(&chunk).await
-            })
-            .await?;
-        tokio::io::stdout()
-            .flush()
-            .await
-            .map_err(|e| pg_transport::Error::io("flushing stdout", e))?;
+        let rows = client.copy_out_to(&sql, &mut tokio::io::stdout()).await?;
         client.close().await;
         Ok::<_, pg_transport::Error>(rows)
     }
