@@ -589,6 +589,13 @@ pub(crate) fn auth(seed: Seed) -> Outcome {
         4 => Auth::Scram(Twist::BadSignature),
         _ => Auth::Scram(Twist::None),
     };
+    // Rarer departures from the exchange's order (drawn last: the draws
+    // above, and so every earlier seed's combination, stay as they were).
+    let auth = match (auth, rng.below(6)) {
+        (Auth::Scram(Twist::None), 0) => Auth::Scram(Twist::FinalFirst),
+        (Auth::Scram(Twist::None), 1) => Auth::Scram(Twist::ContinueTwice),
+        (auth, _) => auth,
+    };
     let right_password = !rng.one_in(4);
     // A server too old for SSLRequest answers it with an error.
     let ssl_error = !server_tls && rng.one_in(5);
@@ -619,13 +626,8 @@ pub(crate) fn auth(seed: Seed) -> Outcome {
     let conninfo = format!(
         "user=sim dbname=sim sslmode={sslmode} channel_binding={binding} password='{password}'"
     );
-    let faults = u32::from(
-        !right_password
-            || matches!(
-                auth,
-                Auth::Scram(Twist::OkWithoutFinal | Twist::BadSignature)
-            ),
-    );
+    let forged = matches!(auth, Auth::Scram(twist) if twist != Twist::None);
+    let faults = u32::from(!right_password || forged);
     let (result, log, transcript) = simulate(
         seed,
         script,
@@ -731,6 +733,8 @@ fn expected_auth(
         Auth::Cleartext => Ok(AuthMethod::Cleartext),
         Auth::Md5 => Ok(AuthMethod::Md5),
         Auth::Scram(_) if require && !tls => refuse(ErrorKind::Auth, "SCRAM-SHA-256-PLUS", true),
+        // Nothing was checked yet when the server skipped to its final message.
+        Auth::Scram(Twist::FinalFirst) => refuse(ErrorKind::Auth, "out of order", false),
         Auth::Scram(_) if !right_password => refuse(ErrorKind::Auth, wrong, false),
         Auth::Scram(Twist::OkWithoutFinal) => {
             refuse(ErrorKind::Auth, "before completing SCRAM", false)
@@ -738,6 +742,7 @@ fn expected_auth(
         Auth::Scram(Twist::BadSignature) => {
             refuse(ErrorKind::Auth, "server signature is invalid", false)
         }
+        Auth::Scram(Twist::ContinueTwice) => refuse(ErrorKind::Auth, "out of order", false),
         Auth::Scram(Twist::None) if tls && binding != "disable" => Ok(AuthMethod::ScramSha256Plus),
         Auth::Scram(Twist::None) => Ok(AuthMethod::ScramSha256),
     }

@@ -43,6 +43,11 @@ pub(crate) enum Twist {
     OkWithoutFinal,
     /// A server signature that does not verify.
     BadSignature,
+    /// SASLFinal straight after the client's first message, skipping the
+    /// challenge.
+    FinalFirst,
+    /// A second SASLContinue where SASLFinal belongs.
+    ContinueTwice,
 }
 
 /// Runs the exchange `auth` asks for. `Ok(true)`: the client proved the
@@ -152,6 +157,15 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
         return Ok(None);
     };
     let (header, bare) = first.split_at(header_len);
+    if twist == Twist::FinalFirst {
+        let mut out = Vec::new();
+        authentication(&mut out, 12, b"v=AAAA");
+        send(s, &out).await?;
+        // A client that accepted it would now wait for AuthenticationOk.
+        authentication(&mut out, 0, &[]);
+        send(s, &out).await?;
+        return Ok(Some(true));
+    }
     let plus = mechanism == "SCRAM-SHA-256-PLUS";
     let binding_ok = match (plus, header) {
         (true, "p=tls-server-end-point,,") => tls,
@@ -210,7 +224,13 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
     match twist {
         Twist::OkWithoutFinal => return Ok(Some(true)),
         Twist::BadSignature => server_signature[0] ^= 0x80,
-        Twist::None => {}
+        Twist::ContinueTwice => {
+            let mut out = Vec::new();
+            authentication(&mut out, 11, server_first.as_bytes());
+            send(s, &out).await?;
+            return Ok(Some(true));
+        }
+        Twist::None | Twist::FinalFirst => {}
     }
     let mut out = Vec::new();
     let server_final = format!("v={}", BASE64.encode(server_signature));
