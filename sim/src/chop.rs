@@ -98,6 +98,10 @@ impl<T> Chop<T> {
         Some(end.at.saturating_sub(done))
     }
 
+    fn resets(&self) -> bool {
+        self.end.is_some_and(|e| e.reset)
+    }
+
     /// Also tracks the frames passing in both directions into `frames`.
     pub(crate) fn with_frames(mut self, frames: Frames) -> Self {
         self.frames = Some(frames);
@@ -128,9 +132,9 @@ fn pick(sizes: &[usize], i: usize) -> usize {
 
 impl<T: Transport> Transport for Chop<T> {
     fn probe(&self) -> SocketPeek {
-        match (self.end, self.left(true)) {
-            (Some(end), Some(0)) if end.reset => SocketPeek::Error(io::ErrorKind::ConnectionReset),
-            (Some(_), Some(0)) => SocketPeek::Closed,
+        match self.left(true) {
+            Some(0) if self.resets() => SocketPeek::Error(io::ErrorKind::ConnectionReset),
+            Some(0) => SocketPeek::Closed,
             _ => self.inner.probe(),
         }
     }
@@ -152,8 +156,8 @@ impl<T: Transport> AsyncRead for Chop<T> {
         }
         let left = this.left(true);
         if left == Some(0) {
-            count_cut();
-            return Poll::Ready(if this.end.is_some_and(|e| e.reset) {
+            // The end itself is the scenario's fault, not a split.
+            return Poll::Ready(if this.resets() {
                 Err(io::ErrorKind::ConnectionReset.into())
             } else {
                 Ok(())
@@ -201,7 +205,6 @@ impl<T: Transport> AsyncWrite for Chop<T> {
         }
         let left = this.left(false);
         if left == Some(0) && !buf.is_empty() {
-            count_cut();
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
         let limit = pick(&this.plan.writes, this.writes).min(left.unwrap_or(usize::MAX));

@@ -22,6 +22,17 @@ async fn table(client: &mut Client, name: &str) {
         .unwrap();
 }
 
+/// `table(name)` holding rows `(g, 'row ' || g)` for g in 1..=rows.
+async fn numbered_table(client: &mut Client, name: &str, rows: u32) {
+    table(client, name).await;
+    client
+        .simple_query(&format!(
+            "INSERT INTO {name} SELECT g, 'row ' || g FROM generate_series(1, {rows}) g"
+        ))
+        .await
+        .unwrap();
+}
+
 async fn count(client: &mut Client, name: &str) -> String {
     client
         .simple_query(&format!("SELECT count(*) FROM {name}"))
@@ -232,10 +243,7 @@ async fn j108_copy_out_misuse_and_from_stdin() {
 #[tokio::test]
 async fn copy_out_delivers_every_row_and_sink_failure_drains() {
     let mut c = admin().await;
-    table(&mut c, "cout").await;
-    c.simple_query("INSERT INTO cout SELECT g, 'row ' || g FROM generate_series(1, 5000) g")
-        .await
-        .unwrap();
+    numbered_table(&mut c, "cout", 5000).await;
     let mut got = Vec::new();
     let rows = c
         .copy_out("COPY cout TO STDOUT", |b: Bytes| {
@@ -540,10 +548,7 @@ async fn copy_out_with_notices_between_rows_delivers_every_row() {
 #[tokio::test]
 async fn copy_out_joined_hands_over_the_same_bytes_in_fewer_chunks() {
     let mut c = admin().await;
-    table(&mut c, "cjoin").await;
-    c.simple_query("INSERT INTO cjoin SELECT g, 'row ' || g FROM generate_series(1, 20000) g")
-        .await
-        .unwrap();
+    numbered_table(&mut c, "cjoin", 20000).await;
     let (mut one, mut one_calls) = (Vec::new(), 0);
     let rows = c
         .copy_out("COPY cjoin TO STDOUT", |b: Bytes| {
@@ -581,10 +586,7 @@ async fn copy_out_joined_hands_over_the_same_bytes_in_fewer_chunks() {
 async fn copy_out_stream_yields_every_payload_then_the_count() {
     use futures_util::StreamExt;
     let mut c = admin().await;
-    table(&mut c, "cstream").await;
-    c.simple_query("INSERT INTO cstream SELECT g, 'row ' || g FROM generate_series(1, 3000) g")
-        .await
-        .unwrap();
+    numbered_table(&mut c, "cstream", 3000).await;
     let mut expected = Vec::new();
     c.copy_out("COPY cstream TO STDOUT", |b: Bytes| {
         expected.extend_from_slice(&b);
@@ -642,10 +644,7 @@ async fn copy_out_stream_yields_every_payload_then_the_count() {
 #[tokio::test]
 async fn copy_out_to_writes_every_row_to_a_writer_from_a_spawned_task() {
     let mut c = admin().await;
-    table(&mut c, "cwriter").await;
-    c.simple_query("INSERT INTO cwriter SELECT g, 'row ' || g FROM generate_series(1, 5000) g")
-        .await
-        .unwrap();
+    numbered_table(&mut c, "cwriter", 5000).await;
     // Spawned: the futures are Send.
     let (rows, file, mut c) = tokio::spawn(async move {
         let mut file: Vec<u8> = Vec::new();

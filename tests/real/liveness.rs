@@ -173,8 +173,9 @@ async fn cancel_stops_a_running_query() {
     cancel_stops_a_running_query_with("sslmode=disable").await;
 }
 
-/// The CancelRequest goes inside TLS when the sslmode asks for TLS: the server
-/// must accept it there (and the key never crosses in the clear).
+/// Under sslmode=require the CancelRequest goes inside TLS: the server must
+/// accept it there. (That SSL is negotiated at all is checked by
+/// `peers::cancel_request_negotiates_ssl_per_sslmode`.)
 #[tokio::test]
 async fn cancel_over_tls_stops_a_running_query() {
     cancel_stops_a_running_query_with("sslmode=require").await;

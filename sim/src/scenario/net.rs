@@ -829,13 +829,8 @@ pub(crate) fn cut(seed: Seed) -> Outcome {
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let note = |line: String| transcript.lock().unwrap().push(line);
             note(format!("{end:?}, copy {copy}"));
-            let conninfo = "user=sim dbname=sim sslmode=disable";
-            let mut c = match connect_with(plan, conninfo, None, Some(end)).await {
-                Ok((c, _)) => c,
-                Err(e) => {
-                    note(format!("connect: {e}"));
-                    return check_end_error(&e, end);
-                }
+            let Some(mut c) = connect_ending(plan, end, &transcript).await? else {
+                return Ok(());
             };
             let failed = if copy {
                 let mut got = Vec::new();
@@ -902,6 +897,23 @@ pub(crate) fn cut(seed: Seed) -> Outcome {
     finish(result, &log, &transcript, 1)
 }
 
+/// Connects through a fault layer that ends the connection per `end`.
+/// `Ok(None)`: the end came during startup and the error said so.
+async fn connect_ending(
+    plan: Plan,
+    end: End,
+    transcript: &Shared<Vec<String>>,
+) -> Result<Option<Client>, String> {
+    let conninfo = "user=sim dbname=sim sslmode=disable";
+    match connect_with(plan, conninfo, None, Some(end)).await {
+        Ok((c, _)) => Ok(Some(c)),
+        Err(e) => {
+            transcript.lock().unwrap().push(format!("connect: {e}"));
+            check_end_error(&e, end).map(|()| None)
+        }
+    }
+}
+
 /// An error from a connection that ended: `Closed` or `Io`, saying so.
 fn check_end_error(e: &pg_transport::Error, end: End) -> Result<(), String> {
     let text = e.to_string().to_lowercase();
@@ -940,13 +952,8 @@ fn cut_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
         simulate(seed, script, 1, move |plan, log, transcript| async move {
             let note = |line: String| transcript.lock().unwrap().push(line);
             note(format!("{end:?}, copy in {total_rows} rows"));
-            let conninfo = "user=sim dbname=sim sslmode=disable";
-            let mut c = match connect_with(plan, conninfo, None, Some(end)).await {
-                Ok((c, _)) => c,
-                Err(e) => {
-                    note(format!("connect: {e}"));
-                    return check_end_error(&e, end);
-                }
+            let Some(mut c) = connect_ending(plan, end, &transcript).await? else {
+                return Ok(());
             };
             let mut next = 0u64;
             let source = source_fn(move || {

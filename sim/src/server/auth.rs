@@ -158,10 +158,10 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let (header, bare) = first.split_at(header_len);
     if twist == Twist::FinalFirst {
+        // SASLFinal, then the AuthenticationOk a client that accepted it
+        // would wait for.
         let mut out = Vec::new();
         authentication(&mut out, 12, b"v=AAAA");
-        send(s, &out).await?;
-        // A client that accepted it would now wait for AuthenticationOk.
         authentication(&mut out, 0, &[]);
         send(s, &out).await?;
         return Ok(Some(true));
