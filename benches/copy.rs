@@ -76,7 +76,9 @@
 //! (seconds, default 0: before each case, wait up to this long for the machine
 //! to be idle), `PGT_BENCH_SPIN_US` (pg-transport only: `set_read_spin` with
 //! this many microseconds; default off), `PGT_BENCH_JOINED` (set: pg-transport's
-//! COPY OUT cases use `copy_out_joined`).
+//! COPY OUT cases use `copy_out_joined`), `PGT_BENCH_BULK` (pg-transport only:
+//! `off`, or `after,low_water,max_wait_us` for `set_bulk_read`; default: the
+//! library's default).
 
 mod support;
 
@@ -444,6 +446,26 @@ async fn tpg_backend_pid(c: &tokio_postgres::Client) -> Option<u32> {
     u32::try_from(row.get::<_, i32>(0)).ok()
 }
 
+/// `off`, or `after,low_water,max_wait_us`.
+fn parse_bulk(spec: &str) -> Result<Option<pg_transport::BulkRead>, String> {
+    if spec == "off" {
+        return Ok(None);
+    }
+    let bad = || format!("PGT_BENCH_BULK={spec:?}: want `off` or `after,low_water,max_wait_us`");
+    let n: Vec<u64> = spec
+        .split(',')
+        .map(|v| v.trim().parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let [after, low_water, us] = n[..] else {
+        return Err(bad());
+    };
+    Ok(Some(pg_transport::BulkRead {
+        after: after as usize,
+        low_water: low_water as usize,
+        max_wait: Duration::from_micros(us),
+    }))
+}
+
 async fn pgt_case(env: &Env, case: Case) -> Result<Outcome, String> {
     let mut c = pgt_connect(env, case.sock).await?;
     if let Some(us) = std::env::var("PGT_BENCH_SPIN_US")
@@ -451,6 +473,9 @@ async fn pgt_case(env: &Env, case: Case) -> Result<Outcome, String> {
         .and_then(|v| v.parse().ok())
     {
         c.set_read_spin(Duration::from_micros(us));
+    }
+    if let Ok(spec) = std::env::var("PGT_BENCH_BULK") {
+        c.set_bulk_read(parse_bulk(&spec)?);
     }
     let pid = pgt_backend_pid(&mut c).await;
     let t = table_name(case.table);

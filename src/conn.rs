@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
+use crate::bulk::{BulkRead, BulkReader};
 use crate::error::Error;
 use crate::protocol::{Message, frontend};
 use crate::session::{Session, State};
@@ -45,6 +46,8 @@ pub struct Connection<T> {
     read_spin: Duration,
     /// When the current run of empty reads began.
     spinning_since: Option<std::time::Instant>,
+    /// Low-water-mark reads of large responses. See [`Connection::set_bulk_read`].
+    bulk: BulkReader,
 }
 
 impl<T: Transport> Connection<T> {
@@ -57,7 +60,27 @@ impl<T: Transport> Connection<T> {
             cancel_token: None,
             read_spin: Duration::ZERO,
             spinning_since: None,
+            bulk: BulkReader::new(Some(BulkRead::default())),
         }
+    }
+
+    /// How the connection reads large responses (query rows, COPY OUT data):
+    /// `Some` (the default, [`BulkRead::default`]) lets it wake once per
+    /// [`BulkRead::low_water`] bytes instead of once per server send, after
+    /// a response has delivered [`BulkRead::after`] bytes; `None` reads every
+    /// response as it arrives. Measured on TCP, a 104 MB COPY OUT finishes
+    /// about a quarter sooner with a third of the client CPU; the price is
+    /// up to [`BulkRead::max_wait`] (plus the timer's 1 ms tick) at the end
+    /// of each large response and at each pause in one. Has no effect on
+    /// transports without a receive low-water mark (Unix sockets; platforms
+    /// other than Linux). Takes effect at the next read.
+    pub fn set_bulk_read(&mut self, bulk: Option<BulkRead>) {
+        self.bulk.set(bulk);
+    }
+
+    /// The bulk-read settings ([`Connection::set_bulk_read`]); `None` when off.
+    pub fn bulk_read(&self) -> Option<BulkRead> {
+        self.bulk.config()
     }
 
     /// Lets a read that finds the socket empty in the middle of a response
@@ -142,13 +165,19 @@ impl<T: Transport> Connection<T> {
             self.session.close();
             return Poll::Ready(Err(Error::closed("connection is closed")));
         };
+        if let Err(e) = self.bulk.before_read(transport, &self.session) {
+            return Poll::Ready(Err(self.low_water_failed(e)));
+        }
         let buf = match self.session.prepare_read() {
             Ok(buf) => buf,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        let result = match tokio_util::io::poll_read_buf(Pin::new(transport), cx, buf) {
+        let result = match tokio_util::io::poll_read_buf(Pin::new(&mut *transport), cx, buf) {
             Poll::Ready(r) => r,
             Poll::Pending => {
+                if let Err(e) = self.bulk.poll_pending(cx, transport) {
+                    return Poll::Ready(Err(self.low_water_failed(e)));
+                }
                 if !self.read_spin.is_zero() && self.session.state() != State::Ready {
                     let now = std::time::Instant::now();
                     let since = *self.spinning_since.get_or_insert(now);
@@ -169,6 +198,7 @@ impl<T: Transport> Connection<T> {
             }
             Ok(n) => {
                 self.session.commit_read(n);
+                self.bulk.after_read(n);
                 Ok(())
             }
             Err(e) => {
@@ -176,6 +206,14 @@ impl<T: Transport> Connection<T> {
                 Err(Error::io("reading from the server", e))
             }
         })
+    }
+
+    /// A socket whose low-water mark cannot be set may never report the
+    /// bytes waiting under it: the connection is done.
+    fn low_water_failed(&mut self, e: std::io::Error) -> Error {
+        self.session.close();
+        self.transport = None;
+        Error::io("setting the socket's receive low-water mark", e)
     }
 
     /// The next message the caller must see, reading as needed; owned payloads.
@@ -421,6 +459,11 @@ impl<T: Transport> Connection<T> {
     pub(crate) fn end<R>(&mut self, result: Result<R, Error>) -> Result<R, Error> {
         use crate::ErrorKind as K;
         self.in_flight = false;
+        if let Some(t) = self.transport.as_mut() {
+            if let Err(e) = self.bulk.release(t) {
+                return Err(self.low_water_failed(e));
+            }
+        }
         if let Err(e) = &result {
             let in_sync = matches!(
                 e.kind(),

@@ -12,6 +12,9 @@
 //! ```
 //!
 //! The core is a value you feed: give a [`Session`] bytes, take messages out.
+//! The async shell ([`Connection`], [`connect()`]) needs a Tokio runtime with
+//! I/O and time enabled (`enable_all`, or `#[tokio::main]`): timeouts, the
+//! polite [`Connection::close`] and bulk reads ([`BulkRead`]) use its timer.
 //!
 //! ```
 //! use pg_transport::{Session, SessionConfig, protocol::Message};
@@ -28,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod buffer;
+mod bulk;
 pub mod conn;
 pub mod connect;
 pub mod copy;
@@ -40,6 +44,7 @@ pub mod session;
 pub mod transport;
 mod watch;
 
+pub use bulk::BulkRead;
 pub use conn::{Connection, QueryResult};
 pub use connect::{CancelToken, Client, Config, ConnectInfo, connect};
 pub use copy::{

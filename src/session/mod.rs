@@ -105,6 +105,8 @@ struct Core {
     backend_key: Option<BackendKey>,
     negotiation: Option<ProtocolNegotiation>,
     dispatch: Dispatch,
+    /// ReadyForQuery messages processed: tells one response from the next.
+    ready_count: u64,
 }
 
 impl Session {
@@ -120,6 +122,7 @@ impl Session {
                 transaction_status: TransactionStatus::Idle,
                 backend_key: None,
                 negotiation: None,
+                ready_count: 0,
                 dispatch: Dispatch {
                     queue: NotificationQueue::new(config.notification_capacity),
                     ..Dispatch::default()
@@ -131,6 +134,12 @@ impl Session {
     /// The current state.
     pub fn state(&self) -> State {
         self.core.state
+    }
+
+    /// How many ReadyForQuery messages the session has processed; a change
+    /// means a response ended.
+    pub(crate) fn ready_count(&self) -> u64 {
+        self.core.ready_count
     }
 
     /// Whether the session is [`State::Closed`].
@@ -595,6 +604,7 @@ impl Core {
         match msg {
             Message::ReadyForQuery(status) => {
                 self.transaction_status = *status;
+                self.ready_count += 1;
                 self.apply(Event::ReadyForQuery)
             }
             Message::CopyInResponse(_) => self.apply(Event::CopyInResponse),

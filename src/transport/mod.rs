@@ -61,6 +61,23 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn tls_info(&self) -> Option<&TlsInfo> {
         None
     }
+
+    /// Sets the socket's receive low-water mark (`SO_RCVLOWAT`): the socket
+    /// reports itself readable only once `bytes` are waiting, so a reader
+    /// draining a bulk response is woken once per `bytes` rather than once per
+    /// server send. `1` restores the default. Whatever the mark, a read that
+    /// follows lowering it returns the bytes already waiting without waiting
+    /// for a new readiness event.
+    ///
+    /// Returns `Ok(false)` if the transport has no such mark (the default:
+    /// Unix sockets, simulated streams, platforms other than Linux); the
+    /// caller then reads as usual.
+    ///
+    /// # Errors
+    /// The `setsockopt` error; the caller should treat the connection as broken.
+    fn set_recv_low_water(&mut self, _bytes: usize) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A plain socket: TCP or Unix.
@@ -146,6 +163,13 @@ impl Transport for Socket {
             Self::Unix(_) => TransportKind::Unix,
         }
     }
+
+    fn set_recv_low_water(&mut self, bytes: usize) -> io::Result<bool> {
+        match self {
+            Self::Tcp(s) => s.set_recv_low_water(bytes),
+            Self::Unix(s) => s.set_recv_low_water(bytes),
+        }
+    }
 }
 
 impl<T: Transport> Transport for MaybeTls<T> {
@@ -167,6 +191,13 @@ impl<T: Transport> Transport for MaybeTls<T> {
         match self {
             Self::Plain(_) => None,
             Self::Tls(s) => s.tls_info(),
+        }
+    }
+
+    fn set_recv_low_water(&mut self, bytes: usize) -> io::Result<bool> {
+        match self {
+            Self::Plain(s) => s.set_recv_low_water(bytes),
+            Self::Tls(s) => s.set_recv_low_water(bytes),
         }
     }
 }

@@ -121,6 +121,12 @@ impl<T: Transport> Transport for TlsTransport<T> {
     fn tls_info(&self) -> Option<&TlsInfo> {
         Some(&self.info)
     }
+
+    /// Sets the mark on the socket under TLS: records are read whole, so a
+    /// mark of a few records' size still counts whole records.
+    fn set_recv_low_water(&mut self, bytes: usize) -> io::Result<bool> {
+        self.stream.get_mut().0.inner.set_recv_low_water(bytes)
+    }
 }
 
 impl<T: Transport> AsyncRead for TlsTransport<T> {

@@ -244,3 +244,60 @@ async fn j112_copy_timeout_closes_and_cancels() {
     assert_eq!(&cancels[0][4..8], &1234i32.to_be_bytes());
     assert_eq!(&cancels[0][8..12], &42i32.to_be_bytes());
 }
+
+/// A server that streams 2 MiB of COPY data, then a short row, and sends the
+/// rest only once the client has seen that row: the row sits under the
+/// client's low-water mark, so only the bounded wait can deliver it.
+#[tokio::test]
+async fn bulk_read_delivers_a_short_row_the_server_waits_on() {
+    let seen = Arc::new(tokio::sync::Notify::new());
+    let told = seen.clone();
+    let port = peer(move |mut s| {
+        let told = told.clone();
+        async move {
+            start(&mut s).await;
+            s.write_all(b"H\0\0\0\x07\0\0\0").await.unwrap();
+            let mut row = vec![b'd'];
+            row.extend_from_slice(&1004i32.to_be_bytes());
+            row.extend_from_slice(&[b'x'; 999]);
+            row.push(b'\n');
+            let mut bulk = Vec::new();
+            for _ in 0..2048 {
+                bulk.extend_from_slice(&row);
+            }
+            bulk.extend_from_slice(b"d\0\0\0\x09last\n");
+            s.write_all(&bulk).await.unwrap();
+            told.notified().await;
+            let mut end = b"c\0\0\0\x04".to_vec();
+            end.extend_from_slice(b"C\0\0\0\x0eCOPY 2049\0");
+            end.extend_from_slice(READY);
+            s.write_all(&end).await.unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        }
+    })
+    .await;
+    let mut c = client(port).await;
+    c.set_bulk_read(Some(pg_transport::BulkRead {
+        after: 64 << 10,
+        low_water: 8 << 20,
+        max_wait: Duration::from_millis(1),
+    }));
+    let mut total = 0usize;
+    let rows = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.copy_out("COPY t TO STDOUT", |b: Bytes| {
+            total += b.len();
+            if &b[..] == b"last\n" {
+                seen.notify_one();
+            }
+            async { Ok::<_, std::io::Error>(()) }
+        }),
+    )
+    .await
+    .expect("the short row under the mark must be delivered")
+    .unwrap();
+    assert_eq!(rows, 2049);
+    assert_eq!(total, 2048 * 1000 + 5);
+    assert_eq!(c.state(), State::Ready);
+}

@@ -6,6 +6,7 @@
 //! SCENARIOS groups C, D, F, G, H, I wherever a real server can produce the
 //! situation; small scripted peers for the rest (`peers.rs`).
 
+mod bulk;
 mod cluster;
 mod connect;
 mod copy;

@@ -1,0 +1,179 @@
+//! Bulk reads (`Connection::set_bulk_read`): the receive low-water mark is set
+//! while a large response streams, cleared when it ends, never hides the
+//! response's last bytes, and changes no byte of what is delivered.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pg_transport::transport::{MaybeTls, Socket, SocketOptions, TcpTransport, UnixTransport};
+use pg_transport::{BulkRead, Client, State, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cluster::*;
+
+/// Rows `g, 'x' * 90` for g in 1..=50,000: about 4.7 MB of COPY text.
+const ROWS: u32 = 50_000;
+const COPY: &str = "COPY (SELECT g, repeat('x', 90) FROM generate_series(1, 50000) g) TO STDOUT";
+
+fn expected_copy_text() -> Vec<u8> {
+    let mut text = Vec::new();
+    for g in 1..=ROWS {
+        text.extend_from_slice(format!("{g}\t{}\n", "x".repeat(90)).as_bytes());
+    }
+    text
+}
+
+/// Small enough that the 4.7 MB above spends most of its time under the mark.
+const EAGER: BulkRead = BulkRead {
+    after: 256 << 10,
+    low_water: 256 << 10,
+    max_wait: Duration::from_millis(1),
+};
+
+/// SO_RCVLOWAT of a socket, as the kernel reports it.
+fn low_water(fd: RawFd) -> i32 {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket for the duration of the call; `value`
+    // and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt: {}", std::io::Error::last_os_error());
+    value
+}
+
+fn tcp_fd(c: &Client) -> RawFd {
+    match c.transport() {
+        Some(MaybeTls::Plain(Socket::Tcp(t))) => t.get_ref().as_raw_fd(),
+        other => panic!("expected plain TCP, got {other:?}"),
+    }
+}
+
+async fn tcp_client(params: &str) -> Client {
+    crate::client(&cluster().url(TRUST_USER, None, params)).await
+}
+
+/// COPY OUT under `client`'s settings: the bytes delivered, and the largest
+/// mark seen on `fd` from inside the sink (when given).
+async fn copy_watching(client: &mut Client, fd: Option<RawFd>) -> (Vec<u8>, i32) {
+    let (mut got, mut most) = (Vec::new(), 0);
+    let rows = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.copy_out(COPY, |b: Bytes| {
+            got.extend_from_slice(&b);
+            if let Some(fd) = fd {
+                most = most.max(low_water(fd));
+            }
+            async { Ok::<_, std::io::Error>(()) }
+        }),
+    )
+    .await
+    .expect("COPY OUT under a low-water mark must not hang")
+    .unwrap();
+    assert_eq!(rows, u64::from(ROWS));
+    (got, most)
+}
+
+#[tokio::test]
+async fn copy_out_over_tcp_sets_the_mark_while_streaming_and_clears_it_after() {
+    let mut c = tcp_client("sslmode=disable").await;
+    assert_eq!(c.bulk_read(), Some(BulkRead::default()), "on by default");
+    c.set_bulk_read(Some(EAGER));
+    let fd = tcp_fd(&c);
+    let (got, most) = copy_watching(&mut c, Some(fd)).await;
+    assert!(got == expected_copy_text(), "every byte, in order");
+    assert_eq!(most, 256 << 10, "the mark was set while the COPY streamed");
+    assert_eq!(low_water(fd), 1, "and removed when it ended");
+    assert_eq!(c.state(), State::Ready);
+
+    // A large SELECT through simple_query: same mark, every row, mark gone.
+    let results = c
+        .simple_query("SELECT g, repeat('y', 90) FROM generate_series(1, 50000) g")
+        .await
+        .unwrap();
+    let rows = &results[0].rows;
+    assert_eq!(rows.len(), 50_000);
+    assert_eq!(rows[49_999][0].as_deref(), Some("50000"));
+    assert_eq!(low_water(fd), 1);
+
+    // The next, small response is read at once and right.
+    let r = c.simple_query("SELECT 'after'").await.unwrap();
+    assert_eq!(r[0].rows, vec![vec![Some("after".to_owned())]]);
+}
+
+#[tokio::test]
+async fn bulk_read_off_never_sets_a_mark() {
+    let mut c = tcp_client("sslmode=disable").await;
+    c.set_bulk_read(None);
+    assert_eq!(c.bulk_read(), None);
+    let fd = tcp_fd(&c);
+    let (got, most) = copy_watching(&mut c, Some(fd)).await;
+    assert!(got == expected_copy_text());
+    assert_eq!(most, 1);
+}
+
+#[tokio::test]
+async fn copy_out_over_tls_under_the_mark_delivers_every_byte() {
+    let mut c = tcp_client("sslmode=require").await;
+    assert!(c.tls_info().is_some());
+    c.set_bulk_read(Some(EAGER));
+    let (got, _) = copy_watching(&mut c, None).await;
+    assert!(
+        got == expected_copy_text(),
+        "every byte, in order, through TLS"
+    );
+    assert_eq!(c.state(), State::Ready);
+    let r = c.simple_query("SELECT 2").await.unwrap();
+    assert_eq!(r[0].rows, vec![vec![Some("2".to_owned())]]);
+}
+
+#[tokio::test]
+async fn copy_out_over_the_unix_socket_ignores_the_setting() {
+    let mut c = crate::client(&cluster().socket_conninfo(TRUST_USER, "")).await;
+    c.set_bulk_read(Some(EAGER));
+    let (got, _) = copy_watching(&mut c, None).await;
+    assert!(got == expected_copy_text());
+
+    let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+    let mut unix = UnixTransport::from_stream(a);
+    assert!(
+        !unix.set_recv_low_water(4096).unwrap(),
+        "a Unix socket reports no mark"
+    );
+}
+
+#[tokio::test]
+async fn tcp_transport_mark_holds_bytes_back_until_lowered() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = SocketOptions::default();
+    let (t, accepted) = tokio::join!(TcpTransport::connect(addr, &options), listener.accept());
+    let mut t = t.unwrap();
+    let (mut peer, _) = accepted.unwrap();
+    assert!(t.set_recv_low_water(4096).unwrap());
+    assert_eq!(low_water(t.get_ref().as_raw_fd()), 4096);
+    peer.write_all(b"ten bytes!").await.unwrap();
+
+    let mut buf = [0u8; 64];
+    let held = tokio::time::timeout(Duration::from_millis(50), t.read(&mut buf)).await;
+    assert!(
+        held.is_err(),
+        "10 bytes under a 4096-byte mark: not readable"
+    );
+
+    assert!(t.set_recv_low_water(1).unwrap());
+    assert_eq!(low_water(t.get_ref().as_raw_fd()), 1);
+    let n = tokio::time::timeout(Duration::from_secs(10), t.read(&mut buf))
+        .await
+        .expect("lowering the mark makes the waiting bytes readable")
+        .unwrap();
+    assert_eq!(&buf[..n], b"ten bytes!");
+}
