@@ -8,9 +8,10 @@
 //! response has proved large, a receive low-water mark on the socket lets
 //! the kernel hold the wake-up until a few hundred KB are waiting. The mark
 //! would hide a response's last, short bytes forever, so every wait under it
-//! is bounded by a timer: when it fires, the mark is dropped, what is waiting
-//! is read, and the response must grow by `after` bytes again before the
-//! mark returns.
+//! is bounded by a timer: when it fires, the mark is dropped for one read of
+//! what is waiting, then set again. A server slower than the mark is then
+//! read once per timer tick: the socket buffer keeps filling meanwhile, so
+//! the server loses no time, and the client wakes even less often.
 
 use std::io;
 use std::pin::Pin;
@@ -39,7 +40,9 @@ pub struct BulkRead {
     pub low_water: usize,
     /// The longest a read waits for `low_water` bytes before taking what is
     /// there (at least this long: Tokio's timer rounds up to its 1 ms tick).
-    /// This is what the end of a large response, or a pause in it, costs.
+    /// This is what the end of a large response, or a pause in it, costs;
+    /// a response that arrives slower than `low_water` per `max_wait` is
+    /// read once per `max_wait`.
     pub max_wait: Duration,
 }
 
@@ -58,8 +61,7 @@ impl Default for BulkRead {
 #[derive(Debug)]
 pub(crate) struct BulkReader {
     config: Option<BulkRead>,
-    /// Bytes read since the current response began (or since a wait under
-    /// the mark ran out).
+    /// Bytes read since the current response began.
     received: usize,
     /// The session's ReadyForQuery count when `received` started.
     responses_seen: u64,
@@ -176,12 +178,12 @@ impl BulkReader {
         if timer.as_mut().poll(cx).is_pending() {
             return Ok(());
         }
-        // The server is not filling the mark: the response is ending or
-        // paused. Take what is there and count afresh before waiting again.
+        // The server has not filled the mark in time: the response is ending,
+        // paused or slower than the mark. Take what is there; the next read
+        // sets the mark again.
         self.fallback = None;
         transport.set_recv_low_water(1)?;
         self.applied = 1;
-        self.received = 0;
         cx.waker().wake_by_ref();
         Ok(())
     }
