@@ -15,11 +15,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
-use crate::bulk::{BulkRead, BulkReader};
+use crate::bulk::BulkReader;
 use crate::error::Error;
 use crate::protocol::{Message, frontend};
 use crate::session::{Session, State};
-use crate::transport::{TlsInfo, Transport};
+use crate::transport::{BulkRead, TlsInfo, Transport};
 
 /// One statement's result from [`Connection::simple_query`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -46,7 +46,7 @@ pub struct Connection<T> {
     read_spin: Duration,
     /// When the current run of empty reads began.
     spinning_since: Option<std::time::Instant>,
-    /// Low-water-mark reads of large responses. See [`Connection::set_bulk_read`].
+    /// Bulk reads of large responses. See [`Connection::set_bulk_read`].
     bulk: BulkReader,
 }
 
@@ -65,15 +65,17 @@ impl<T: Transport> Connection<T> {
     }
 
     /// How the connection reads large responses (query rows, COPY OUT data):
-    /// `Some` (the default, [`BulkRead::default`]) lets it wake once per
-    /// [`BulkRead::low_water`] bytes instead of once per server send, after
-    /// a response has delivered [`BulkRead::after`] bytes; `None` reads every
-    /// response as it arrives. Measured on TCP, a 104 MB COPY OUT finishes
-    /// about a quarter sooner with a third of the client CPU; the price is
-    /// up to [`BulkRead::max_wait`] (plus the timer's 1 ms tick) at the end
-    /// of each large response and at each pause in one. Has no effect on
-    /// transports without a receive low-water mark (Unix sockets; platforms
-    /// other than Linux). Takes effect at the next read.
+    /// with `Some` (the default, [`BulkRead::default`]), once a response has
+    /// delivered [`BulkRead::after`] bytes, a read that finds nothing waiting
+    /// sleeps up to [`BulkRead::max_wait`] without being woken by each
+    /// server send, then takes everything that came; `None` reads every
+    /// response as it arrives. The server then no longer pays to wake the
+    /// client per 8 KB: measured on a 104 MB COPY OUT, a quarter less wall
+    /// time and a third to a half of the client CPU (docs/benchmarks.md).
+    /// The price is up to `max_wait` at the end of each large response and at
+    /// each pause in one. Applies to TCP, TLS over TCP and Unix sockets on
+    /// Linux; elsewhere, and on other transports, it does nothing. Takes
+    /// effect at the next read.
     pub fn set_bulk_read(&mut self, bulk: Option<BulkRead>) {
         self.bulk.set(bulk);
     }
@@ -166,7 +168,7 @@ impl<T: Transport> Connection<T> {
             return Poll::Ready(Err(Error::closed("connection is closed")));
         };
         if let Err(e) = self.bulk.before_read(transport, &self.session) {
-            return Poll::Ready(Err(self.low_water_failed(e)));
+            return Poll::Ready(Err(self.bulk_switch_failed(e)));
         }
         let buf = match self.session.prepare_read() {
             Ok(buf) => buf,
@@ -175,9 +177,6 @@ impl<T: Transport> Connection<T> {
         let result = match tokio_util::io::poll_read_buf(Pin::new(&mut *transport), cx, buf) {
             Poll::Ready(r) => r,
             Poll::Pending => {
-                if let Err(e) = self.bulk.poll_pending(cx, transport) {
-                    return Poll::Ready(Err(self.low_water_failed(e)));
-                }
                 if !self.read_spin.is_zero() && self.session.state() != State::Ready {
                     let now = std::time::Instant::now();
                     let since = *self.spinning_since.get_or_insert(now);
@@ -208,12 +207,12 @@ impl<T: Transport> Connection<T> {
         })
     }
 
-    /// A socket whose low-water mark cannot be set may never report the
-    /// bytes waiting under it: the connection is done.
-    fn low_water_failed(&mut self, e: std::io::Error) -> Error {
+    /// A transport that could not switch bulk reading on or off may never
+    /// report the bytes waiting: the connection is done.
+    fn bulk_switch_failed(&mut self, e: std::io::Error) -> Error {
         self.session.close();
         self.transport = None;
-        Error::io("setting the socket's receive low-water mark", e)
+        Error::io("switching bulk reading", e)
     }
 
     /// The next message the caller must see, reading as needed; owned payloads.
@@ -461,7 +460,7 @@ impl<T: Transport> Connection<T> {
         self.in_flight = false;
         if let Some(t) = self.transport.as_mut() {
             if let Err(e) = self.bulk.release(t) {
-                return Err(self.low_water_failed(e));
+                return Err(self.bulk_switch_failed(e));
             }
         }
         if let Err(e) = &result {

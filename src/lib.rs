@@ -44,7 +44,6 @@ pub mod session;
 pub mod transport;
 mod watch;
 
-pub use bulk::BulkRead;
 pub use conn::{Connection, QueryResult};
 pub use connect::{CancelToken, Client, Config, ConnectInfo, connect};
 pub use copy::{
@@ -56,4 +55,4 @@ pub use session::{
     Notification, NotificationDelivery, RowBuffer, RowCounter, RowSink, Session, SessionConfig,
     State,
 };
-pub use transport::Transport;
+pub use transport::{BulkRead, Transport};

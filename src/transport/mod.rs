@@ -13,6 +13,7 @@
 //!   layers hold bytes back until flushed).
 //! - [`Transport::probe`] never blocks and never consumes a byte.
 
+mod bulk;
 mod probe;
 #[cfg(feature = "sim")]
 mod sim;
@@ -27,6 +28,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+pub use bulk::BulkRead;
 pub use probe::{SocketPeek, peek_socket};
 #[cfg(feature = "sim")]
 pub use sim::SimTransport;
@@ -62,20 +64,19 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         None
     }
 
-    /// Sets the socket's receive low-water mark (`SO_RCVLOWAT`): the socket
-    /// reports itself readable only once `bytes` are waiting, so a reader
-    /// draining a bulk response is woken once per `bytes` rather than once per
-    /// server send. `1` restores the default. Whatever the mark, a read that
-    /// follows lowering it returns the bytes already waiting without waiting
-    /// for a new readiness event.
+    /// Switches bulk reading on (`Some`) or off (`None`): see the
+    /// [`bulk`](self::BulkRead) settings. While on, a read that finds nothing
+    /// waiting sleeps up to [`BulkRead::max_wait`] without being woken by
+    /// each arriving send, then returns what came; a read that still finds
+    /// nothing waits for data as usual.
     ///
-    /// Returns `Ok(false)` if the transport has no such mark (the default:
-    /// Unix sockets, simulated streams, platforms other than Linux); the
-    /// caller then reads as usual.
+    /// Returns `Ok(false)` if the transport cannot (the default: simulated
+    /// streams, platforms other than Linux); the caller then reads as usual.
     ///
     /// # Errors
-    /// The `setsockopt` error; the caller should treat the connection as broken.
-    fn set_recv_low_water(&mut self, _bytes: usize) -> io::Result<bool> {
+    /// A socket option or timer that could not be set; the caller should
+    /// treat the connection as broken.
+    fn set_bulk_read(&mut self, _bulk: Option<&BulkRead>) -> io::Result<bool> {
         Ok(false)
     }
 }
@@ -164,10 +165,10 @@ impl Transport for Socket {
         }
     }
 
-    fn set_recv_low_water(&mut self, bytes: usize) -> io::Result<bool> {
+    fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
         match self {
-            Self::Tcp(s) => s.set_recv_low_water(bytes),
-            Self::Unix(s) => s.set_recv_low_water(bytes),
+            Self::Tcp(s) => s.set_bulk_read(bulk),
+            Self::Unix(s) => s.set_bulk_read(bulk),
         }
     }
 }
@@ -194,10 +195,10 @@ impl<T: Transport> Transport for MaybeTls<T> {
         }
     }
 
-    fn set_recv_low_water(&mut self, bytes: usize) -> io::Result<bool> {
+    fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
         match self {
-            Self::Plain(s) => s.set_recv_low_water(bytes),
-            Self::Tls(s) => s.set_recv_low_water(bytes),
+            Self::Plain(s) => s.set_bulk_read(bulk),
+            Self::Tls(s) => s.set_bulk_read(bulk),
         }
     }
 }

@@ -9,6 +9,10 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+#[cfg(target_os = "linux")]
+use super::BulkRead;
+#[cfg(target_os = "linux")]
+use super::bulk::{Timer, recv_now};
 use super::probe::{SocketPeek, peek_socket};
 use super::sockopt::{SocketOptions, configure_tcp};
 use super::{Transport, TransportKind};
@@ -17,12 +21,25 @@ use super::{Transport, TransportKind};
 #[derive(Debug)]
 pub struct TcpTransport {
     stream: TcpStream,
-    /// The receive low-water mark in force (1: the kernel's default).
+    #[cfg(target_os = "linux")]
+    bulk: Bulk,
+}
+
+/// Bulk reading over TCP: a receive low-water mark holds the wake-up back,
+/// and a timer bounds every wait under it.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Default)]
+struct Bulk {
+    settings: Option<BulkRead>,
+    /// The mark in force (0 or 1: the kernel's default).
     low_water: usize,
     /// Set when the mark was lowered: bytes already waiting under the old
     /// mark raised no readiness event, so the next read looks for them once
     /// without waiting for one.
     read_now: bool,
+    /// The timer ran out: the mark is down until the next bytes arrive.
+    lowered: bool,
+    timer: Option<Timer>,
 }
 
 impl TcpTransport {
@@ -43,8 +60,8 @@ impl TcpTransport {
         configure_tcp(SockRef::from(&stream), options)?;
         Ok(Self {
             stream,
-            low_water: 1,
-            read_now: false,
+            #[cfg(target_os = "linux")]
+            bulk: Bulk::default(),
         })
     }
 
@@ -52,19 +69,16 @@ impl TcpTransport {
     pub fn get_ref(&self) -> &TcpStream {
         &self.stream
     }
-}
 
-impl Transport for TcpTransport {
-    fn probe(&self) -> SocketPeek {
-        peek_socket(&self.stream)
-    }
-
-    fn kind(&self) -> TransportKind {
-        TransportKind::Tcp
-    }
-
+    /// Sets the socket's receive low-water mark (`SO_RCVLOWAT`): it reports
+    /// itself readable only once `bytes` are waiting (or the peer closed).
+    /// `1` restores the default; the next read then returns the bytes already
+    /// waiting, even though lowering the mark raised no readiness event.
+    ///
+    /// # Errors
+    /// The `setsockopt` error.
     #[cfg(target_os = "linux")]
-    fn set_recv_low_water(&mut self, bytes: usize) -> io::Result<bool> {
+    pub fn set_recv_low_water(&mut self, bytes: usize) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let bytes = bytes.max(1);
         let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
@@ -83,10 +97,79 @@ impl Transport for TcpTransport {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        if bytes < self.low_water {
-            self.read_now = true;
+        if bytes < self.bulk.low_water {
+            self.bulk.read_now = true;
         }
-        self.low_water = bytes;
+        self.bulk.low_water = bytes;
+        Ok(())
+    }
+
+    /// The read of [`AsyncRead::poll_read`] under bulk settings.
+    #[cfg(target_os = "linux")]
+    fn poll_read_bulk(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        settings: BulkRead,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let filled = buf.filled().len();
+            let result = if std::mem::take(&mut self.bulk.read_now) {
+                match recv_now(&self.stream, buf) {
+                    Ok(true) => Poll::Ready(Ok(())),
+                    Ok(false) => Pin::new(&mut self.stream).poll_read(cx, buf),
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            } else {
+                Pin::new(&mut self.stream).poll_read(cx, buf)
+            };
+            match result {
+                Poll::Ready(Ok(())) => {
+                    if let Some(timer) = self.bulk.timer.as_mut() {
+                        timer.cancel();
+                    }
+                    if self.bulk.lowered && buf.filled().len() > filled {
+                        self.bulk.lowered = false;
+                        self.set_recv_low_water(settings.low_water)?;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if self.bulk.lowered => return Poll::Pending,
+                Poll::Pending => {}
+            }
+            let timer = match self.bulk.timer.as_mut() {
+                Some(timer) => timer,
+                None => self.bulk.timer.insert(Timer::new()?),
+            };
+            if timer.poll_after(cx, settings.max_wait)?.is_pending() {
+                return Poll::Pending;
+            }
+            // The mark was not reached in time: take what is there, and wait
+            // for data as usual if nothing is.
+            self.bulk.lowered = true;
+            self.set_recv_low_water(1)?;
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn probe(&self) -> SocketPeek {
+        peek_socket(&self.stream)
+    }
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::Tcp
+    }
+
+    #[cfg(target_os = "linux")]
+    fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
+        self.bulk.settings = bulk.copied();
+        self.bulk.lowered = false;
+        if let Some(timer) = self.bulk.timer.as_mut() {
+            timer.cancel();
+        }
+        self.set_recv_low_water(bulk.map_or(1, |b| b.low_water))?;
         Ok(true)
     }
 }
@@ -98,25 +181,12 @@ impl AsyncRead for TcpTransport {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if std::mem::take(&mut this.read_now) && buf.remaining() > 0 {
-            // The socket is non-blocking: this returns what is waiting, or
-            // WouldBlock, and never waits.
-            let n = match io::Read::read(
-                &mut &*SockRef::from(&this.stream),
-                buf.initialize_unfilled(),
-            ) {
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    return Pin::new(&mut this.stream).poll_read(cx, buf);
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            };
-            buf.advance(n);
+        #[cfg(target_os = "linux")]
+        if let Some(settings) = this.bulk.settings {
+            return this.poll_read_bulk(cx, buf, settings);
+        }
+        #[cfg(target_os = "linux")]
+        if std::mem::take(&mut this.bulk.read_now) && recv_now(&this.stream, buf)? {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.stream).poll_read(cx, buf)

@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::probe::SocketPeek;
-use super::{Transport, TransportKind};
+use super::{BulkRead, Transport, TransportKind};
 
 /// What the TLS handshake settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +122,9 @@ impl<T: Transport> Transport for TlsTransport<T> {
         Some(&self.info)
     }
 
-    /// Sets the mark on the socket under TLS: records are read whole, so a
-    /// mark of a few records' size still counts whole records.
-    fn set_recv_low_water(&mut self, bytes: usize) -> io::Result<bool> {
-        self.stream.get_mut().0.inner.set_recv_low_water(bytes)
+    /// Bulk reading of the socket under TLS: whole records arrive together.
+    fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
+        self.stream.get_mut().0.inner.set_bulk_read(bulk)
     }
 }
 

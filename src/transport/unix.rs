@@ -1,6 +1,7 @@
 //! Unix-domain socket transport (no socket options apply).
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,13 +9,49 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 
+#[cfg(target_os = "linux")]
+use super::BulkRead;
+#[cfg(target_os = "linux")]
+use super::bulk::{Timer, recv_now};
 use super::probe::{SocketPeek, peek_socket};
 use super::{Transport, TransportKind};
 
 /// A Unix-domain socket connection.
 #[derive(Debug)]
 pub struct UnixTransport {
-    stream: UnixStream,
+    io: Io,
+    #[cfg(target_os = "linux")]
+    bulk: Bulk,
+}
+
+#[derive(Debug)]
+enum Io {
+    /// In the reactor, with read and write interest.
+    Registered(UnixStream),
+    /// Out of the reactor while a bulk read sleeps, so the server's sends
+    /// wake no one (a Unix socket has no receive low-water mark).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Bare(std::os::unix::net::UnixStream),
+    /// Moving it between the two failed: the socket is gone.
+    Lost,
+}
+
+/// Bulk reading over a Unix socket: timed reads, out of the reactor.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Default)]
+struct Bulk {
+    settings: Option<BulkRead>,
+    /// A timed read found nothing: wait for data as usual until some comes.
+    waited: bool,
+    timer: Option<Timer>,
+    waits: u64,
+}
+
+fn lost() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the Unix socket was lost moving it into or out of the reactor",
+    )
 }
 
 impl UnixTransport {
@@ -28,12 +65,87 @@ impl UnixTransport {
             Some(name) => connect_abstract(name)?,
             None => UnixStream::connect(path).await?,
         };
-        Ok(Self { stream })
+        Ok(Self::from_stream(stream))
     }
 
     /// Wraps a connected stream.
     pub fn from_stream(stream: UnixStream) -> Self {
-        Self { stream }
+        Self {
+            io: Io::Registered(stream),
+            #[cfg(target_os = "linux")]
+            bulk: Bulk::default(),
+        }
+    }
+
+    /// How many times a bulk read slept on its timer (diagnostics: shows
+    /// bulk reading at work).
+    pub fn bulk_waits(&self) -> u64 {
+        #[cfg(target_os = "linux")]
+        return self.bulk.waits;
+        #[cfg(not(target_os = "linux"))]
+        0
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.io {
+            Io::Registered(s) => Some(s.as_fd()),
+            Io::Bare(s) => Some(s.as_fd()),
+            Io::Lost => None,
+        }
+    }
+
+    /// The stream, back in the reactor if a bulk read had taken it out.
+    fn stream(&mut self) -> io::Result<&mut UnixStream> {
+        if let Io::Bare(_) = self.io {
+            self.io = match std::mem::replace(&mut self.io, Io::Lost) {
+                Io::Bare(s) => Io::Registered(UnixStream::from_std(s)?),
+                other => other,
+            };
+        }
+        match &mut self.io {
+            Io::Registered(s) => Ok(s),
+            _ => Err(lost()),
+        }
+    }
+
+    /// The read of [`AsyncRead::poll_read`] under bulk settings.
+    #[cfg(target_os = "linux")]
+    fn poll_read_bulk(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        settings: BulkRead,
+    ) -> Poll<io::Result<()>> {
+        if !self.bulk.waited {
+            if recv_now(&self.fd().ok_or_else(lost)?, buf)? {
+                return Poll::Ready(Ok(()));
+            }
+            // Sleep out of the reactor: the server's sends wake no one.
+            if let Io::Registered(_) = self.io {
+                self.io = match std::mem::replace(&mut self.io, Io::Lost) {
+                    Io::Registered(s) => Io::Bare(s.into_std()?),
+                    other => other,
+                };
+            }
+            let timer = match self.bulk.timer.as_mut() {
+                Some(timer) => timer,
+                None => self.bulk.timer.insert(Timer::new()?),
+            };
+            if timer.poll_after(cx, settings.max_wait)?.is_pending() {
+                return Poll::Pending;
+            }
+            self.bulk.waits += 1;
+            if recv_now(&self.fd().ok_or_else(lost)?, buf)? {
+                return Poll::Ready(Ok(()));
+            }
+            // A whole wait without a byte: the response ended or paused.
+            self.bulk.waited = true;
+        }
+        let result = Pin::new(self.stream()?).poll_read(cx, buf);
+        if result.is_ready() {
+            self.bulk.waited = false;
+        }
+        result
     }
 }
 
@@ -58,11 +170,24 @@ fn connect_abstract(name: &str) -> io::Result<UnixStream> {
 
 impl Transport for UnixTransport {
     fn probe(&self) -> SocketPeek {
-        peek_socket(&self.stream)
+        match self.fd() {
+            Some(fd) => peek_socket(&fd),
+            None => SocketPeek::Unavailable,
+        }
     }
 
     fn kind(&self) -> TransportKind {
         TransportKind::Unix
+    }
+
+    #[cfg(target_os = "linux")]
+    fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
+        self.bulk.settings = bulk.copied();
+        self.bulk.waited = false;
+        if let Some(timer) = self.bulk.timer.as_mut() {
+            timer.cancel();
+        }
+        Ok(true)
     }
 }
 
@@ -72,7 +197,12 @@ impl AsyncRead for UnixTransport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        #[cfg(target_os = "linux")]
+        if let Some(settings) = this.bulk.settings {
+            return this.poll_read_bulk(cx, buf, settings);
+        }
+        Pin::new(this.stream()?).poll_read(cx, buf)
     }
 }
 
@@ -82,14 +212,14 @@ impl AsyncWrite for UnixTransport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        Pin::new(self.get_mut().stream()?).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        Pin::new(self.get_mut().stream()?).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        Pin::new(self.get_mut().stream()?).poll_shutdown(cx)
     }
 }

@@ -1,13 +1,14 @@
-//! Bulk reads (`Connection::set_bulk_read`): the receive low-water mark is set
-//! while a large response streams, cleared when it ends, never hides the
-//! response's last bytes, and changes no byte of what is delivered.
+//! Bulk reads (`Connection::set_bulk_read`): engaged while a large response
+//! streams (TCP: the receive low-water mark; Unix: timed reads), released
+//! when it ends, never hiding the response's last bytes, and changing no
+//! byte of what is delivered.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pg_transport::transport::{MaybeTls, Socket, SocketOptions, TcpTransport, UnixTransport};
-use pg_transport::{BulkRead, Client, State, Transport};
+use pg_transport::transport::{MaybeTls, Socket, SocketOptions, TcpTransport};
+use pg_transport::{BulkRead, Client, State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::*;
@@ -15,6 +16,10 @@ use crate::cluster::*;
 /// Rows `g, 'x' * 90` for g in 1..=50,000: about 4.7 MB of COPY text.
 const ROWS: u32 = 50_000;
 const COPY: &str = "COPY (SELECT g, repeat('x', 90) FROM generate_series(1, 50000) g) TO STDOUT";
+/// The same rows, with the server pausing 10 ms before every 10,000th: the
+/// client then finds nothing waiting, whatever its speed.
+const PAUSED_COPY: &str = "COPY (SELECT g, repeat('x', 90) FROM generate_series(1, 50000) g \
+     WHERE g % 10000 <> 0 OR pg_sleep(0.01)::text = '') TO STDOUT";
 
 fn expected_copy_text() -> Vec<u8> {
     let mut text = Vec::new();
@@ -28,7 +33,7 @@ fn expected_copy_text() -> Vec<u8> {
 const EAGER: BulkRead = BulkRead {
     after: 256 << 10,
     low_water: 256 << 10,
-    max_wait: Duration::from_millis(1),
+    max_wait: Duration::from_micros(300),
 };
 
 /// SO_RCVLOWAT of a socket, as the kernel reports it.
@@ -64,10 +69,14 @@ async fn tcp_client(params: &str) -> Client {
 /// COPY OUT under `client`'s settings: the bytes delivered, and the largest
 /// mark seen on `fd` from inside the sink (when given).
 async fn copy_watching(client: &mut Client, fd: Option<RawFd>) -> (Vec<u8>, i32) {
+    copy_sql_watching(client, COPY, fd).await
+}
+
+async fn copy_sql_watching(client: &mut Client, sql: &str, fd: Option<RawFd>) -> (Vec<u8>, i32) {
     let (mut got, mut most) = (Vec::new(), 0);
     let rows = tokio::time::timeout(
         Duration::from_secs(60),
-        client.copy_out(COPY, |b: Bytes| {
+        client.copy_out(sql, |b: Bytes| {
             got.extend_from_slice(&b);
             if let Some(fd) = fd {
                 most = most.max(low_water(fd));
@@ -135,18 +144,57 @@ async fn copy_out_over_tls_under_the_mark_delivers_every_byte() {
     assert_eq!(r[0].rows, vec![vec![Some("2".to_owned())]]);
 }
 
+fn bulk_waits(c: &Client) -> u64 {
+    match c.transport() {
+        Some(MaybeTls::Plain(Socket::Unix(u))) => u.bulk_waits(),
+        other => panic!("expected a Unix socket, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn copy_out_over_the_unix_socket_ignores_the_setting() {
+async fn copy_out_over_the_unix_socket_sleeps_on_a_timer_and_stops_after() {
     let mut c = crate::client(&cluster().socket_conninfo(TRUST_USER, "")).await;
     c.set_bulk_read(Some(EAGER));
-    let (got, _) = copy_watching(&mut c, None).await;
-    assert!(got == expected_copy_text());
+    let (got, _) = copy_sql_watching(&mut c, PAUSED_COPY, None).await;
+    assert!(got == expected_copy_text(), "every byte, in order");
+    let timed = bulk_waits(&c);
+    assert!(timed > 0, "no bulk read slept on its timer");
+    assert_eq!(c.state(), State::Ready);
 
-    let (a, _b) = tokio::net::UnixStream::pair().unwrap();
-    let mut unix = UnixTransport::from_stream(a);
-    assert!(
-        !unix.set_recv_low_water(4096).unwrap(),
-        "a Unix socket reports no mark"
+    // Small responses after it are read as they arrive, and right.
+    for i in 0..20 {
+        let r = c.simple_query(&format!("SELECT {i}")).await.unwrap();
+        assert_eq!(r[0].rows, vec![vec![Some(i.to_string())]]);
+    }
+    assert_eq!(bulk_waits(&c), timed, "bulk reading stopped with the COPY");
+
+    // Off: no timed waits at all.
+    c.set_bulk_read(None);
+    let (got, _) = copy_sql_watching(&mut c, PAUSED_COPY, None).await;
+    assert!(got == expected_copy_text());
+    assert_eq!(bulk_waits(&c), timed);
+}
+
+#[tokio::test]
+async fn notifications_reach_a_unix_connection_after_a_bulk_read() {
+    let mut listener = crate::client(&cluster().socket_conninfo(TRUST_USER, "")).await;
+    listener.set_bulk_read(Some(EAGER));
+    listener.listen("bulk_chan").await.unwrap();
+    let (got, _) = copy_watching(&mut listener, None).await;
+    assert!(got == expected_copy_text());
+    let mut other = crate::client(&cluster().socket_conninfo(TRUST_USER, "")).await;
+    other
+        .simple_query("NOTIFY bulk_chan, 'after the copy'")
+        .await
+        .unwrap();
+    let n = listener
+        .wait_notification(Some(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("a notification within 10 s");
+    assert_eq!(
+        (n.channel.as_str(), n.payload.as_str()),
+        ("bulk_chan", "after the copy")
     );
 }
 
@@ -158,7 +206,7 @@ async fn tcp_transport_mark_holds_bytes_back_until_lowered() {
     let (t, accepted) = tokio::join!(TcpTransport::connect(addr, &options), listener.accept());
     let mut t = t.unwrap();
     let (mut peer, _) = accepted.unwrap();
-    assert!(t.set_recv_low_water(4096).unwrap());
+    t.set_recv_low_water(4096).unwrap();
     assert_eq!(low_water(t.get_ref().as_raw_fd()), 4096);
     peer.write_all(b"ten bytes!").await.unwrap();
 
@@ -169,7 +217,7 @@ async fn tcp_transport_mark_holds_bytes_back_until_lowered() {
         "10 bytes under a 4096-byte mark: not readable"
     );
 
-    assert!(t.set_recv_low_water(1).unwrap());
+    t.set_recv_low_water(1).unwrap();
     assert_eq!(low_water(t.get_ref().as_raw_fd()), 1);
     let n = tokio::time::timeout(Duration::from_secs(10), t.read(&mut buf))
         .await

@@ -281,7 +281,7 @@ async fn bulk_read_delivers_a_short_row_the_server_waits_on() {
     c.set_bulk_read(Some(pg_transport::BulkRead {
         after: 64 << 10,
         low_water: 8 << 20,
-        max_wait: Duration::from_millis(1),
+        max_wait: Duration::from_micros(300),
     }));
     let mut total = 0usize;
     let rows = tokio::time::timeout(
