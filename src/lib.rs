@@ -13,8 +13,8 @@
 //!
 //! The core is a value you feed: give a [`Session`] bytes, take messages out.
 //! The async shell ([`Connection`], [`connect()`]) needs a Tokio runtime with
-//! I/O and time enabled (`enable_all`, or `#[tokio::main]`): timeouts, the
-//! polite [`Connection::close`] and bulk reads ([`BulkRead`]) use its timer.
+//! I/O and time enabled (`enable_all`, or `#[tokio::main]`): timeouts and the
+//! polite [`Connection::close`] use its timer.
 //!
 //! ```
 //! use pg_transport::{Session, SessionConfig, protocol::Message};
