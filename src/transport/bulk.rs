@@ -125,31 +125,11 @@ impl Timer {
         cx: &mut Context<'_>,
         after: Duration,
     ) -> Poll<io::Result<()>> {
-        use std::os::fd::AsRawFd;
         if !self.armed {
-            // A late expiry from a cancelled wait must not end this one.
+            // An expiry left over from a cancelled wait must not end this one.
             self.drain()?;
             // Zero would disarm the timer.
-            let after = after.max(Duration::from_nanos(1));
-            let spec = libc::itimerspec {
-                it_interval: libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                },
-                it_value: libc::timespec {
-                    tv_sec: after.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-                    // Below 10^9: fits every c_long.
-                    tv_nsec: after.subsec_nanos() as libc::c_long,
-                },
-            };
-            // SAFETY: the descriptor is open (owned by `self.fd`); `spec` is
-            // valid for reads and the old value is not asked for (null).
-            let rc = unsafe {
-                libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut())
-            };
-            if rc != 0 {
-                return Poll::Ready(Err(io::Error::last_os_error()));
-            }
+            self.set(after.max(Duration::from_nanos(1)))?;
             self.armed = true;
         }
         loop {
@@ -166,9 +146,38 @@ impl Timer {
         }
     }
 
-    /// Forgets the current wait (a later expiry is drained when re-armed).
+    /// Ends the current wait, if any, so it wakes no one.
     pub(crate) fn cancel(&mut self) {
-        self.armed = false;
+        if std::mem::take(&mut self.armed) {
+            // If disarming fails the expiry still comes: it wakes the task
+            // once for nothing and is drained when the timer is next armed.
+            let _ = self.set(Duration::ZERO);
+        }
+    }
+
+    /// Arms the timer to expire once after `after`; zero disarms it.
+    fn set(&self, after: Duration) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+                // Below 10^9: fits every c_long.
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: the descriptor is open (owned by `self.fd`); `spec` is valid
+        // for reads and the old value is not asked for (null).
+        let rc =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     fn drain(&mut self) -> io::Result<()> {
