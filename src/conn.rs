@@ -71,7 +71,7 @@ impl<T: Transport> Connection<T> {
     /// server send, then takes everything that came; `None` reads every
     /// response as it arrives. The server then no longer pays to wake the
     /// client per 8 KB: measured on a 104 MB COPY OUT, a quarter less wall
-    /// time and a third to a half of the client CPU (docs/benchmarks.md).
+    /// time and about half the client CPU (docs/benchmarks.md).
     /// The price is up to `max_wait` at the end of each large response and at
     /// each pause in one. Applies to TCP, TLS over TCP and Unix sockets on
     /// Linux; elsewhere, and on other transports, it does nothing. Takes
@@ -458,11 +458,6 @@ impl<T: Transport> Connection<T> {
     pub(crate) fn end<R>(&mut self, result: Result<R, Error>) -> Result<R, Error> {
         use crate::ErrorKind as K;
         self.in_flight = false;
-        if let Some(t) = self.transport.as_mut() {
-            if let Err(e) = self.bulk.release(t) {
-                return Err(self.bulk_switch_failed(e));
-            }
-        }
         if let Err(e) = &result {
             let in_sync = matches!(
                 e.kind(),
@@ -473,6 +468,12 @@ impl<T: Transport> Connection<T> {
                 // rather than when the caller drops the connection.
                 self.session.close();
                 self.transport = None;
+            }
+        }
+        // Idle from here: an idle connection never reads in bulk.
+        if let Some(t) = self.transport.as_mut() {
+            if let Err(e) = self.bulk.release(t) {
+                return Err(self.bulk_switch_failed(e));
             }
         }
         result

@@ -64,8 +64,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         None
     }
 
-    /// Switches bulk reading on (`Some`) or off (`None`): see the
-    /// [`bulk`](self::BulkRead) settings. While on, a read that finds nothing
+    /// Switches bulk reading on (`Some`) or off (`None`); see [`BulkRead`].
+    /// While on, a read that finds nothing
     /// waiting sleeps up to [`BulkRead::max_wait`] without being woken by
     /// each arriving send, then returns what came; a read that still finds
     /// nothing waits for data as usual.

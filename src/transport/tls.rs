@@ -122,7 +122,7 @@ impl<T: Transport> Transport for TlsTransport<T> {
         Some(&self.info)
     }
 
-    /// Bulk reading of the socket under TLS: whole records arrive together.
+    /// Bulk reading of the socket under the TLS layer.
     fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
         self.stream.get_mut().0.inner.set_bulk_read(bulk)
     }
