@@ -115,6 +115,17 @@ impl Timer {
         Ok(Self { fd, armed: false })
     }
 
+    /// The timer in `slot`, created on first use.
+    ///
+    /// # Errors
+    /// As [`Timer::new`].
+    pub(crate) fn in_slot(slot: &mut Option<Self>) -> io::Result<&mut Self> {
+        match slot {
+            Some(timer) => Ok(timer),
+            None => Ok(slot.insert(Self::new()?)),
+        }
+    }
+
     /// Ready once `after` has passed since the first call (which arms the
     /// timer); the next call after that arms it again.
     ///

@@ -138,10 +138,7 @@ impl TcpTransport {
                 Poll::Pending if self.bulk.lowered => return Poll::Pending,
                 Poll::Pending => {}
             }
-            let timer = match self.bulk.timer.as_mut() {
-                Some(timer) => timer,
-                None => self.bulk.timer.insert(Timer::new()?),
-            };
+            let timer = Timer::in_slot(&mut self.bulk.timer)?;
             if timer.poll_after(cx, settings.max_wait)?.is_pending() {
                 return Poll::Pending;
             }
