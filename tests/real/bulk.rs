@@ -225,3 +225,32 @@ async fn tcp_transport_mark_holds_bytes_back_until_lowered() {
         .unwrap();
     assert_eq!(&buf[..n], b"ten bytes!");
 }
+
+#[tokio::test]
+async fn a_bulk_read_dropped_while_asleep_leaves_the_connection_closed() {
+    for conninfo in [
+        cluster().socket_conninfo(TRUST_USER, ""),
+        cluster().url(TRUST_USER, None, "sslmode=disable"),
+    ] {
+        let mut c = crate::client(&conninfo).await;
+        c.set_bulk_read(Some(EAGER));
+        // 40 ms of pauses at the least: 5 ms ends it part-way, often while a
+        // bulk read sleeps on its timer (on a Unix socket: out of the reactor).
+        let cut = tokio::time::timeout(
+            Duration::from_millis(5),
+            c.copy_out(PAUSED_COPY, |_| async { Ok::<_, std::io::Error>(()) }),
+        )
+        .await;
+        assert!(cut.is_err(), "{conninfo}: the COPY cannot finish in 5 ms");
+        assert_eq!(c.state(), State::Closed, "{conninfo}");
+        assert!(!c.is_connected(), "{conninfo}");
+        let e = c.simple_query("SELECT 1").await.unwrap_err();
+        assert_eq!(e.kind(), pg_transport::ErrorKind::Closed, "{conninfo}");
+
+        // A new connection reads the same COPY whole.
+        let mut again = crate::client(&conninfo).await;
+        again.set_bulk_read(Some(EAGER));
+        let (got, _) = copy_sql_watching(&mut again, PAUSED_COPY, None).await;
+        assert!(got == expected_copy_text(), "{conninfo}");
+    }
+}
