@@ -399,6 +399,8 @@ impl Session {
             DATA_ROW_TAG => DataRow::<()>::parse_owned(body).map(Message::DataRow),
             tag => backend::parse_body(tag, &body, |s| body.slice_ref(s)),
         };
+        // The same tail as `next_borrowed`, written out: a shared helper made
+        // this path 13-25 % slower (one more move of the 72-byte message).
         let msg = match parsed {
             Ok(msg) => msg,
             Err(e) => return Err(self.core.protocol_failure(e)),
