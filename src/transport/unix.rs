@@ -45,6 +45,33 @@ struct Bulk {
     waited: bool,
     timer: Option<Timer>,
     waits: u64,
+    /// The current wait: `max_wait`, shortened while the server fills it
+    /// with more than `FULL` bytes.
+    wait: std::time::Duration,
+    /// Bytes read since the last wait ended.
+    since_wait: usize,
+}
+
+/// A Unix socket queues at most the server's send buffer (about 200 KB by
+/// default) before the server blocks: a wait that lets this much pile up is
+/// too long, and one that lets in less than `SPARSE` could be longer.
+#[cfg(target_os = "linux")]
+const FULL: usize = 128 << 10;
+#[cfg(target_os = "linux")]
+const SPARSE: usize = 32 << 10;
+
+#[cfg(target_os = "linux")]
+impl Bulk {
+    /// Before a new wait: fits its length to how much the last one let in,
+    /// between `max_wait / 16` and `max_wait`.
+    fn fit_wait(&mut self, max_wait: std::time::Duration) {
+        if self.since_wait >= FULL {
+            self.wait = (self.wait / 2).max(max_wait / 16);
+        } else if self.since_wait < SPARSE {
+            self.wait = (self.wait * 2).min(max_wait);
+        }
+        self.since_wait = 0;
+    }
 }
 
 fn lost() -> io::Error {
@@ -116,33 +143,47 @@ impl UnixTransport {
         buf: &mut ReadBuf<'_>,
         settings: BulkRead,
     ) -> Poll<io::Result<()>> {
-        if !self.bulk.waited {
-            if recv_now(&self.fd().ok_or_else(lost)?, buf)? {
-                return Poll::Ready(Ok(()));
+        let before = buf.filled().len();
+        loop {
+            if self.bulk.waited {
+                let result = Pin::new(self.stream()?).poll_read(cx, buf);
+                if result.is_ready() {
+                    self.bulk.waited = false;
+                    self.bulk.since_wait = buf.filled().len() - before;
+                }
+                return result;
             }
-            // Sleep out of the reactor: the server's sends wake no one.
-            if let Io::Registered(_) = self.io {
-                self.io = match std::mem::replace(&mut self.io, Io::Lost) {
-                    Io::Registered(s) => Io::Bare(s.into_std()?),
-                    other => other,
-                };
+            if !self.bulk.timer.as_ref().is_some_and(Timer::is_armed) {
+                if recv_now(&self.fd().ok_or_else(lost)?, buf)? {
+                    self.bulk.since_wait += buf.filled().len() - before;
+                    return Poll::Ready(Ok(()));
+                }
+                // Nothing waiting: sleep out of the reactor, so the server's
+                // sends wake no one.
+                if let Io::Registered(_) = self.io {
+                    self.io = match std::mem::replace(&mut self.io, Io::Lost) {
+                        Io::Registered(s) => Io::Bare(s.into_std()?),
+                        other => other,
+                    };
+                }
+                self.bulk.fit_wait(settings.max_wait);
             }
-            let timer = Timer::in_slot(&mut self.bulk.timer)?;
-            if timer.poll_after(cx, settings.max_wait)?.is_pending() {
+            // Armed: only the timer ends the wait.
+            let wait = self.bulk.wait;
+            if Timer::in_slot(&mut self.bulk.timer)?
+                .poll_after(cx, wait)?
+                .is_pending()
+            {
                 return Poll::Pending;
             }
             self.bulk.waits += 1;
             if recv_now(&self.fd().ok_or_else(lost)?, buf)? {
+                self.bulk.since_wait += buf.filled().len() - before;
                 return Poll::Ready(Ok(()));
             }
             // A whole wait without a byte: the response ended or paused.
             self.bulk.waited = true;
         }
-        let result = Pin::new(self.stream()?).poll_read(cx, buf);
-        if result.is_ready() {
-            self.bulk.waited = false;
-        }
-        result
     }
 }
 
@@ -181,6 +222,8 @@ impl Transport for UnixTransport {
     fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
         self.bulk.settings = bulk.copied();
         self.bulk.waited = false;
+        self.bulk.wait = bulk.map_or(std::time::Duration::ZERO, |b| b.max_wait);
+        self.bulk.since_wait = 0;
         if let Some(timer) = self.bulk.timer.as_mut() {
             timer.cancel();
         }
@@ -218,5 +261,35 @@ impl AsyncWrite for UnixTransport {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(self.get_mut().stream()?).poll_shutdown(cx)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Bulk, FULL, SPARSE};
+
+    fn fitted(wait_us: u64, since: usize) -> Duration {
+        let mut bulk = Bulk {
+            wait: Duration::from_micros(wait_us),
+            since_wait: since,
+            ..Bulk::default()
+        };
+        bulk.fit_wait(Duration::from_micros(800));
+        assert_eq!(bulk.since_wait, 0, "each wait counts afresh");
+        bulk.wait
+    }
+
+    #[test]
+    fn the_wait_shrinks_when_the_server_fills_it_and_grows_back_when_it_does_not() {
+        let us = Duration::from_micros;
+        assert_eq!(fitted(800, FULL), us(400), "a full wait halves");
+        assert_eq!(fitted(100, FULL), us(50), "down to max_wait / 16");
+        assert_eq!(fitted(50, 10 * FULL), us(50), "and no further");
+        assert_eq!(fitted(400, FULL - 1), us(400), "between the bounds: kept");
+        assert_eq!(fitted(400, SPARSE), us(400));
+        assert_eq!(fitted(400, SPARSE - 1), us(800), "a sparse wait doubles");
+        assert_eq!(fitted(800, 0), us(800), "up to max_wait");
     }
 }
