@@ -254,3 +254,66 @@ async fn a_bulk_read_dropped_while_asleep_leaves_the_connection_closed() {
         assert!(got == expected_copy_text(), "{conninfo}");
     }
 }
+
+/// A scripted server on a Unix socket: streams 2 MiB of COPY data at once,
+/// says nothing for `pause`, then ends the COPY.
+async fn paused_unix_peer(pause: Duration) -> (std::path::PathBuf, String) {
+    use crate::copy_peers::{READY, start};
+    let dir = std::env::temp_dir().join(format!("pgt-bulk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = 40000 + (std::process::id() % 20000);
+    let path = dir.join(format!(".s.PGSQL.{port}"));
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        start(&mut s).await;
+        let mut out = b"H\0\0\0\x07\0\0\0".to_vec();
+        for _ in 0..2048 {
+            out.push(b'd');
+            out.extend_from_slice(&1004i32.to_be_bytes());
+            out.extend_from_slice(&[b'x'; 999]);
+            out.push(b'\n');
+        }
+        s.write_all(&out).await.unwrap();
+        tokio::time::sleep(pause).await;
+        let mut end = b"c\0\0\0\x04".to_vec();
+        end.extend_from_slice(b"C\0\0\0\x0eCOPY 2048\0");
+        end.extend_from_slice(READY);
+        s.write_all(&end).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    });
+    let conninfo = format!("host={} port={port} user=u sslmode=disable", dir.display());
+    (dir, conninfo)
+}
+
+#[tokio::test]
+async fn a_paused_server_costs_a_unix_bulk_read_one_timed_wait_not_one_per_tick() {
+    let (dir, conninfo) = paused_unix_peer(Duration::from_millis(300)).await;
+    let mut c = crate::client(&conninfo).await;
+    c.set_bulk_read(Some(BulkRead {
+        after: 64 << 10,
+        ..EAGER
+    }));
+    let mut total = 0;
+    let rows = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.copy_out("COPY t TO STDOUT", |b: Bytes| {
+            total += b.len();
+            async { Ok::<_, std::io::Error>(()) }
+        }),
+    )
+    .await
+    .expect("the COPY ends after the pause")
+    .unwrap();
+    assert_eq!((rows, total), (2048, 2048 * 1000));
+    // 300 ms at one wake per 300 µs wait would be ~1,000 timed waits: after a
+    // wait that finds nothing, the read must wait for data instead.
+    let waits = bulk_waits(&c);
+    assert!(
+        (1..50).contains(&waits),
+        "{waits} timed waits across a 300 ms pause"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pg_transport::{ErrorKind, State, source_fn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// AuthenticationOk, BackendKeyData(1234, 42), ReadyForQuery(I).
-const HELLO: &[u8] = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2aZ\0\0\0\x05I";
+pub(crate) const HELLO: &[u8] = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2aZ\0\0\0\x05I";
 const COPY_IN_RESPONSE: &[u8] = b"G\0\0\0\x07\0\0\0";
-const READY: &[u8] = b"Z\0\0\0\x05I";
+pub(crate) const READY: &[u8] = b"Z\0\0\0\x05I";
 
 fn error(code: &str, message: &str) -> Vec<u8> {
     let fields = format!("SERROR\0C{code}\0M{message}\0\0");
@@ -22,7 +22,7 @@ fn error(code: &str, message: &str) -> Vec<u8> {
     m
 }
 
-async fn read_untagged(s: &mut TcpStream) -> Vec<u8> {
+async fn read_untagged(s: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await.unwrap();
     let mut body = vec![0u8; i32::from_be_bytes(len) as usize - 4];
@@ -31,7 +31,7 @@ async fn read_untagged(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// One frontend message (tag, body), or None at EOF/reset.
-async fn read_message(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+async fn read_message(s: &mut (impl AsyncRead + Unpin)) -> Option<(u8, Vec<u8>)> {
     let mut head = [0u8; 5];
     s.read_exact(&mut head).await.ok()?;
     let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
@@ -57,7 +57,8 @@ where
     port
 }
 
-async fn start(s: &mut TcpStream) {
+/// Reads the startup packet, answers HELLO, and reads the first Query.
+pub(crate) async fn start(s: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
     read_untagged(s).await;
     s.write_all(HELLO).await.unwrap();
     let (tag, _) = read_message(s).await.unwrap();
