@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// AuthenticationOk, BackendKeyData(1234, 42), ReadyForQuery(I).
-pub(crate) const HELLO: &[u8] = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2aZ\0\0\0\x05I";
+const HELLO: &[u8] = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2aZ\0\0\0\x05I";
 const COPY_IN_RESPONSE: &[u8] = b"G\0\0\0\x07\0\0\0";
 pub(crate) const READY: &[u8] = b"Z\0\0\0\x05I";
 
