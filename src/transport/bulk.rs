@@ -128,6 +128,19 @@ impl Timer {
         }
     }
 
+    /// Whether `slot` holds a timer, creating one if not. A system that
+    /// refuses one (a sandbox without `timerfd`) gets `false`: the transport
+    /// then says it cannot read in bulk, rather than failing a read later.
+    pub(crate) fn ready_in(slot: &mut Option<Self>) -> bool {
+        match Self::in_slot(slot) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!("bulk reads off: no timer ({e})");
+                false
+            }
+        }
+    }
+
     /// Ready once `after` has passed since the first call (which arms the
     /// timer); the next call after that arms it again.
     ///

@@ -71,7 +71,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// nothing waits for data as usual.
     ///
     /// Returns `Ok(false)` if the transport cannot (the default: simulated
-    /// streams, platforms other than Linux); the caller then reads as usual.
+    /// streams, platforms other than Linux; also a sandbox that refuses a
+    /// `timerfd`); the caller then reads as usual.
     ///
     /// # Errors
     /// A socket option or timer that could not be set; the caller should

@@ -161,6 +161,9 @@ impl Transport for TcpTransport {
 
     #[cfg(target_os = "linux")]
     fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
+        if bulk.is_some() && !Timer::ready_in(&mut self.bulk.timer) {
+            return Ok(false);
+        }
         self.bulk.settings = bulk.copied();
         self.bulk.lowered = false;
         if let Some(timer) = self.bulk.timer.as_mut() {

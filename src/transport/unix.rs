@@ -220,6 +220,9 @@ impl Transport for UnixTransport {
 
     #[cfg(target_os = "linux")]
     fn set_bulk_read(&mut self, bulk: Option<&BulkRead>) -> io::Result<bool> {
+        if bulk.is_some() && !Timer::ready_in(&mut self.bulk.timer) {
+            return Ok(false);
+        }
         self.bulk.settings = bulk.copied();
         self.bulk.waited = false;
         self.bulk.wait = bulk.map_or(std::time::Duration::ZERO, |b| b.max_wait);
