@@ -39,7 +39,8 @@ pub struct BulkRead {
     /// a large response, or a pause in one, costs; a shorter wait wakes the
     /// client more often. On a Unix socket, whose server can queue only about
     /// 200 KB before it blocks, the wait is halved (down to a sixteenth) while
-    /// one wait lets in 128 KiB or more, and grows back when less comes.
+    /// one wait lets in 128 KiB or more, and doubles back while one lets in
+    /// under 32 KiB.
     pub max_wait: Duration,
 }
 
