@@ -291,7 +291,7 @@ impl<T: Transport> Connection<T> {
         Fut: Future<Output = Result<(), E>>,
         E: Into<BoxError>,
     {
-        self.copy_out_impl(sql, sink, false).await
+        self.copy_out_into(sql, &mut FnSink(sink), false).await
     }
 
     /// [`Connection::copy_out`] for sinks that treat COPY data as a byte
@@ -310,7 +310,7 @@ impl<T: Transport> Connection<T> {
         Fut: Future<Output = Result<(), E>>,
         E: Into<BoxError>,
     {
-        self.copy_out_impl(sql, sink, true).await
+        self.copy_out_into(sql, &mut FnSink(sink), true).await
     }
 
     /// Runs `COPY … TO STDOUT` and returns its data as a [`Stream`] of
@@ -370,20 +370,6 @@ impl<T: Transport> Connection<T> {
             .await
             .map_err(|e| Error::callback("COPY OUT writer failed", e.into()))?;
         Ok(rows)
-    }
-
-    async fn copy_out_impl<F, Fut, E>(
-        &mut self,
-        sql: &str,
-        sink: F,
-        joined: bool,
-    ) -> Result<u64, Error>
-    where
-        F: FnMut(Bytes) -> Fut,
-        Fut: Future<Output = Result<(), E>>,
-        E: Into<BoxError>,
-    {
-        self.copy_out_into(sql, &mut FnSink(sink), joined).await
     }
 
     async fn copy_out_into<S: CopySink>(

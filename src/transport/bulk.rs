@@ -154,7 +154,7 @@ impl Timer {
     ) -> Poll<io::Result<()>> {
         if !self.armed {
             // An expiry left over from a cancelled wait must not end this one.
-            self.drain()?;
+            self.expired()?;
             // Zero would disarm the timer.
             self.set(after.max(Duration::from_nanos(1)))?;
             self.armed = true;
@@ -210,10 +210,6 @@ impl Timer {
         } else {
             Err(io::Error::last_os_error())
         }
-    }
-
-    fn drain(&mut self) -> io::Result<()> {
-        self.expired().map(drop)
     }
 
     /// Reads the expiry count: whether the timer fired since the last read.

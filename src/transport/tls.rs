@@ -106,12 +106,17 @@ impl<T: Transport> TlsTransport<T> {
     pub fn info(&self) -> &TlsInfo {
         &self.info
     }
+
+    /// The transport under TLS (to read socket options back, for example).
+    pub fn get_ref(&self) -> &T {
+        &self.stream.get_ref().0.inner
+    }
 }
 
 impl<T: Transport> Transport for TlsTransport<T> {
     /// Probes the socket under TLS: FIN/RST show; TLS-level state does not.
     fn probe(&self) -> SocketPeek {
-        self.stream.get_ref().0.inner.probe()
+        self.get_ref().probe()
     }
 
     fn kind(&self) -> TransportKind {

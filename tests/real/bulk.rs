@@ -55,10 +55,16 @@ fn low_water(fd: RawFd) -> i32 {
     value
 }
 
+/// The TCP socket's descriptor, under TLS or not.
 fn tcp_fd(c: &Client) -> RawFd {
-    match c.transport() {
-        Some(MaybeTls::Plain(Socket::Tcp(t))) => t.get_ref().as_raw_fd(),
-        other => panic!("expected plain TCP, got {other:?}"),
+    let socket = match c.transport() {
+        Some(MaybeTls::Plain(s)) => s,
+        Some(MaybeTls::Tls(t)) => t.get_ref(),
+        None => panic!("no transport"),
+    };
+    match socket {
+        Socket::Tcp(t) => t.get_ref().as_raw_fd(),
+        Socket::Unix(_) => panic!("expected TCP, got a Unix socket"),
     }
 }
 
@@ -130,15 +136,18 @@ async fn bulk_read_off_never_sets_a_mark() {
 }
 
 #[tokio::test]
-async fn copy_out_over_tls_under_the_mark_delivers_every_byte() {
+async fn copy_out_over_tls_sets_the_mark_underneath_and_delivers_every_byte() {
     let mut c = tcp_client("sslmode=require").await;
     assert!(c.tls_info().is_some());
     c.set_bulk_read(Some(EAGER));
-    let (got, _) = copy_watching(&mut c, None).await;
+    let fd = tcp_fd(&c);
+    let (got, most) = copy_watching(&mut c, Some(fd)).await;
     assert!(
         got == expected_copy_text(),
         "every byte, in order, through TLS"
     );
+    assert_eq!(most, 256 << 10, "the mark was set on the socket under TLS");
+    assert_eq!(low_water(fd), 1, "and removed when the COPY ended");
     assert_eq!(c.state(), State::Ready);
     let r = c.simple_query("SELECT 2").await.unwrap();
     assert_eq!(r[0].rows, vec![vec![Some("2".to_owned())]]);
@@ -180,8 +189,12 @@ async fn notifications_reach_a_unix_connection_after_a_bulk_read() {
     let mut listener = crate::client(&cluster().socket_conninfo(TRUST_USER, "")).await;
     listener.set_bulk_read(Some(EAGER));
     listener.listen("bulk_chan").await.unwrap();
-    let (got, _) = copy_watching(&mut listener, None).await;
+    let (got, _) = copy_sql_watching(&mut listener, PAUSED_COPY, None).await;
     assert!(got == expected_copy_text());
+    assert!(
+        bulk_waits(&listener) > 0,
+        "the socket slept out of the reactor during the COPY"
+    );
     let mut other = crate::client(&cluster().socket_conninfo(TRUST_USER, "")).await;
     other
         .simple_query("NOTIFY bulk_chan, 'after the copy'")
@@ -258,7 +271,7 @@ async fn a_bulk_read_dropped_while_asleep_leaves_the_connection_closed() {
 /// A scripted server on a Unix socket: streams 2 MiB of COPY data at once,
 /// says nothing for `pause`, then ends the COPY.
 async fn paused_unix_peer(pause: Duration) -> (std::path::PathBuf, String) {
-    use crate::copy_peers::{READY, start};
+    use crate::copy_peers::{copy_out_end, copy_out_rows, start};
     let dir = std::env::temp_dir().join(format!("pgt-bulk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = 40000 + (std::process::id() % 20000);
@@ -268,19 +281,9 @@ async fn paused_unix_peer(pause: Duration) -> (std::path::PathBuf, String) {
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         start(&mut s).await;
-        let mut out = b"H\0\0\0\x07\0\0\0".to_vec();
-        for _ in 0..2048 {
-            out.push(b'd');
-            out.extend_from_slice(&1004i32.to_be_bytes());
-            out.extend_from_slice(&[b'x'; 999]);
-            out.push(b'\n');
-        }
-        s.write_all(&out).await.unwrap();
+        s.write_all(&copy_out_rows(2048)).await.unwrap();
         tokio::time::sleep(pause).await;
-        let mut end = b"c\0\0\0\x04".to_vec();
-        end.extend_from_slice(b"C\0\0\0\x0eCOPY 2048\0");
-        end.extend_from_slice(READY);
-        s.write_all(&end).await.unwrap();
+        s.write_all(&copy_out_end(2048)).await.unwrap();
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest).await;
     });

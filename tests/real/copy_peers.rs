@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// AuthenticationOk, BackendKeyData(1234, 42), ReadyForQuery(I).
 const HELLO: &[u8] = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2aZ\0\0\0\x05I";
 const COPY_IN_RESPONSE: &[u8] = b"G\0\0\0\x07\0\0\0";
-pub(crate) const READY: &[u8] = b"Z\0\0\0\x05I";
+const READY: &[u8] = b"Z\0\0\0\x05I";
 
 fn error(code: &str, message: &str) -> Vec<u8> {
     let fields = format!("SERROR\0C{code}\0M{message}\0\0");
@@ -55,6 +55,29 @@ where
         }
     });
     port
+}
+
+/// CopyOutResponse (text, no columns), then `rows` CopyData rows of 999 `x`
+/// and a newline.
+pub(crate) fn copy_out_rows(rows: usize) -> Vec<u8> {
+    let mut out = b"H\0\0\0\x07\0\0\0".to_vec();
+    for _ in 0..rows {
+        out.push(b'd');
+        out.extend_from_slice(&1004i32.to_be_bytes());
+        out.extend_from_slice(&[b'x'; 999]);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// CopyDone, CommandComplete `COPY rows`, ReadyForQuery.
+pub(crate) fn copy_out_end(rows: usize) -> Vec<u8> {
+    let tag = format!("COPY {rows}\0");
+    let mut out = b"c\0\0\0\x04C".to_vec();
+    out.extend_from_slice(&(tag.len() as i32 + 4).to_be_bytes());
+    out.extend_from_slice(tag.as_bytes());
+    out.extend_from_slice(READY);
+    out
 }
 
 /// Reads the startup packet, answers HELLO, and reads the first Query.
@@ -257,22 +280,11 @@ async fn bulk_read_delivers_a_short_row_the_server_waits_on() {
         let told = told.clone();
         async move {
             start(&mut s).await;
-            s.write_all(b"H\0\0\0\x07\0\0\0").await.unwrap();
-            let mut row = vec![b'd'];
-            row.extend_from_slice(&1004i32.to_be_bytes());
-            row.extend_from_slice(&[b'x'; 999]);
-            row.push(b'\n');
-            let mut bulk = Vec::new();
-            for _ in 0..2048 {
-                bulk.extend_from_slice(&row);
-            }
+            let mut bulk = copy_out_rows(2048);
             bulk.extend_from_slice(b"d\0\0\0\x09last\n");
             s.write_all(&bulk).await.unwrap();
             told.notified().await;
-            let mut end = b"c\0\0\0\x04".to_vec();
-            end.extend_from_slice(b"C\0\0\0\x0eCOPY 2049\0");
-            end.extend_from_slice(READY);
-            s.write_all(&end).await.unwrap();
+            s.write_all(&copy_out_end(2049)).await.unwrap();
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest).await;
         }
