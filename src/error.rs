@@ -217,7 +217,10 @@ impl Error {
         Self::new(ErrorKind::Tls, message)
     }
 
-    pub(crate) fn tls_with_source(message: String, source: io::Error) -> Self {
+    pub(crate) fn tls_with_source(
+        message: String,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
         Self::new(ErrorKind::Tls, message).with_source(source)
     }
 

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::conninfo::{parse_keywords, parse_url};
+use super::require_auth::RequireAuth;
 use crate::error::Error;
 
 /// How hard to insist on TLS (libpq's `sslmode`).
@@ -80,6 +82,63 @@ pub enum LoadBalanceHosts {
     Random,
 }
 
+/// A TLS protocol version, for `ssl_min_protocol_version` and
+/// `ssl_max_protocol_version`. rustls speaks TLS 1.2 and 1.3 only, so libpq's
+/// `TLSv1` and `TLSv1.1` are refused rather than silently raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// `TLSv1.2`.
+    Tls12,
+    /// `TLSv1.3`.
+    Tls13,
+}
+
+impl TlsVersion {
+    /// libpq's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tls12 => "TLSv1.2",
+            Self::Tls13 => "TLSv1.3",
+        }
+    }
+}
+
+/// Whether a client certificate may be sent, and whether the server must ask
+/// for one (`sslcertmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslCertMode {
+    /// Never send a client certificate, even if one is configured.
+    Disable,
+    /// Send one if the server asks and one is configured. The default.
+    #[default]
+    Allow,
+    /// Fail unless a client certificate was sent: the server must ask for one
+    /// and one must be configured.
+    Require,
+}
+
+/// GSSAPI encryption (`gssencmode`). This library has no GSSAPI, so, as a
+/// libpq built without it, `prefer` (the default) and `disable` never use it
+/// and `require` is refused when the setting is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GssEncMode {
+    /// Never GSSAPI encryption.
+    Disable,
+    /// GSSAPI encryption if available, which it never is here. The default.
+    #[default]
+    Prefer,
+}
+
+/// A replication connection (`replication`): sent to the server in the
+/// startup packet, which then accepts replication commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    /// Physical replication (`replication=true`).
+    Physical,
+    /// Logical replication, bound to `dbname` (`replication=database`).
+    Database,
+}
+
 /// TCP keepalive settings; `None` timings keep the OS default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
@@ -105,7 +164,11 @@ impl Default for Keepalive {
 }
 
 /// Everything needed to connect. Its `Debug` output never shows the password.
-#[derive(Clone, PartialEq, Eq, Default)]
+///
+/// Every libpq keyword this library accepts has libpq's effect; the ones it
+/// cannot honour are refused by [`Config::set`] with an error naming them
+/// (the README's table lists each).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// Host names, IP addresses, or Unix-socket directories (start with `/` or `@`).
     pub hosts: Vec<String>,
@@ -148,10 +211,85 @@ pub struct Config {
     pub load_balance_hosts: LoadBalanceHosts,
     /// Password file (`passfile`; default `~/.pgpass`).
     pub passfile: Option<PathBuf>,
+    /// Which authentication methods the server may use (`require_auth`).
+    pub require_auth: RequireAuth,
+    /// Certificate revocation list file (`sslcrl`; default
+    /// `~/.postgresql/root.crl` if it exists). Used whenever the server
+    /// certificate is verified.
+    pub ssl_crl: Option<PathBuf>,
+    /// Directory of certificate revocation list files (`sslcrldir`).
+    pub ssl_crl_dir: Option<PathBuf>,
+    /// Lowest TLS version to accept (`ssl_min_protocol_version`; default
+    /// TLS 1.2, as libpq's).
+    pub ssl_min_protocol_version: Option<TlsVersion>,
+    /// Highest TLS version to accept (`ssl_max_protocol_version`).
+    pub ssl_max_protocol_version: Option<TlsVersion>,
+    /// `sslcertmode`.
+    pub ssl_cert_mode: SslCertMode,
+    /// Whether to send the host name as TLS SNI (`sslsni`; default on). SNI is
+    /// never sent for IP literals.
+    pub ssl_sni: bool,
+    /// The operating-system user the server process must run as (`requirepeer`;
+    /// Unix sockets only, checked with SO_PEERCRED before anything is sent).
+    pub require_peer: Option<String>,
+    /// Passphrase for an encrypted `sslkey` (`sslpassword`). Encrypted keys are
+    /// not supported: connecting with one fails with an error saying so.
+    pub ssl_password: Option<String>,
+    /// `gssencmode`.
+    pub gss_enc_mode: GssEncMode,
+    /// `replication`: `None` for an ordinary connection.
+    pub replication: Option<Replication>,
+    /// Service name (`service`, `PGSERVICE`): a section of the service file
+    /// whose settings fill those still unset.
+    pub service: Option<String>,
+    /// Service file (`servicefile`, `PGSERVICEFILE`; default
+    /// `~/.pg_service.conf`, then `$PGSYSCONFDIR/pg_service.conf`).
+    pub service_file: Option<PathBuf>,
     /// Protocol-level settings of the connection's session: message-size cap,
     /// receive buffer sizing, notification queue capacity. Not settable from a
     /// connection string.
     pub session: crate::session::SessionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            hosts: Vec::new(),
+            hostaddrs: Vec::new(),
+            ports: Vec::new(),
+            user: None,
+            password: None,
+            dbname: None,
+            application_name: None,
+            options: None,
+            connect_timeout: None,
+            ssl_mode: SslMode::default(),
+            ssl_negotiation: SslNegotiation::default(),
+            ssl_root_cert: None,
+            ssl_cert: None,
+            ssl_key: None,
+            channel_binding: ChannelBinding::default(),
+            keepalive: Keepalive::default(),
+            tcp_user_timeout: None,
+            target_session_attrs: TargetSessionAttrs::default(),
+            load_balance_hosts: LoadBalanceHosts::default(),
+            passfile: None,
+            require_auth: RequireAuth::default(),
+            ssl_crl: None,
+            ssl_crl_dir: None,
+            ssl_min_protocol_version: None,
+            ssl_max_protocol_version: None,
+            ssl_cert_mode: SslCertMode::default(),
+            ssl_sni: true,
+            require_peer: None,
+            ssl_password: None,
+            gss_enc_mode: GssEncMode::default(),
+            replication: None,
+            service: None,
+            service_file: None,
+            session: crate::session::SessionConfig::default(),
+        }
+    }
 }
 
 impl Config {
@@ -170,227 +308,6 @@ impl Config {
         config.apply_env(|k| std::env::var(k).ok())?;
         Ok(config)
     }
-
-    /// Fills every setting still unset from `env` (PGHOST, PGPORT, PGUSER, ...).
-    ///
-    /// # Errors
-    /// A config error naming the variable and its value.
-    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
-        let fresh = Self::default();
-        for (var, key) in ENV_VARS {
-            let Some(value) = env(var) else { continue };
-            if self.is_unset(key, &fresh) {
-                self.set(key, &value)
-                    .map_err(|e| Error::config(format!("environment variable {var}: {e}")))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn is_unset(&self, key: &str, fresh: &Self) -> bool {
-        match key {
-            "host" => self.hosts.is_empty(),
-            "hostaddr" => self.hostaddrs.is_empty(),
-            "port" => self.ports.is_empty(),
-            "user" => self.user.is_none(),
-            "password" => self.password.is_none(),
-            "dbname" => self.dbname.is_none(),
-            "application_name" => self.application_name.is_none(),
-            "options" => self.options.is_none(),
-            "connect_timeout" => self.connect_timeout.is_none(),
-            "sslmode" => self.ssl_mode == fresh.ssl_mode,
-            "sslnegotiation" => self.ssl_negotiation == fresh.ssl_negotiation,
-            "sslrootcert" => self.ssl_root_cert.is_none(),
-            "sslcert" => self.ssl_cert.is_none(),
-            "sslkey" => self.ssl_key.is_none(),
-            "channel_binding" => self.channel_binding == fresh.channel_binding,
-            "target_session_attrs" => self.target_session_attrs == fresh.target_session_attrs,
-            "load_balance_hosts" => self.load_balance_hosts == fresh.load_balance_hosts,
-            "passfile" => self.passfile.is_none(),
-            _ => false,
-        }
-    }
-
-    /// Sets one libpq keyword.
-    ///
-    /// # Errors
-    /// A config error naming the key and value: unknown key, a number or enum
-    /// value that does not parse, a negative keepalive setting.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), Error> {
-        let bad = |why: &str| Error::config(format!("invalid value for {key}: {value:?} ({why})"));
-        match key {
-            "host" => self.hosts = split_list(value),
-            "hostaddr" => {
-                self.hostaddrs = split_list(value)
-                    .into_iter()
-                    .map(|a| {
-                        if a.is_empty() {
-                            Ok(None)
-                        } else {
-                            a.parse().map(Some)
-                        }
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| bad("not a numeric IP address"))?;
-            }
-            "port" => {
-                self.ports = split_list(value)
-                    .into_iter()
-                    .map(|p| {
-                        if p.is_empty() {
-                            Ok(5432)
-                        } else {
-                            p.parse::<u16>()
-                        }
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| bad("not a port number"))?;
-            }
-            "user" => self.user = Some(value.to_owned()),
-            "password" => self.password = Some(value.to_owned()),
-            "dbname" => self.dbname = Some(value.to_owned()),
-            "application_name" | "fallback_application_name" => {
-                if key == "application_name" || self.application_name.is_none() {
-                    self.application_name = Some(value.to_owned());
-                }
-            }
-            "options" => self.options = Some(value.to_owned()),
-            "connect_timeout" => {
-                // libpq: 0 or negative waits forever; 1 is raised to 2 seconds.
-                let secs: i64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("not a number of seconds"))?;
-                self.connect_timeout = u64::try_from(secs)
-                    .ok()
-                    .filter(|&s| s > 0)
-                    .map(|s| Duration::from_secs(s.max(2)));
-            }
-            "sslmode" => {
-                self.ssl_mode = match value {
-                    "disable" => SslMode::Disable,
-                    "allow" => SslMode::Allow,
-                    "prefer" => SslMode::Prefer,
-                    "require" => SslMode::Require,
-                    "verify-ca" => SslMode::VerifyCa,
-                    "verify-full" => SslMode::VerifyFull,
-                    _ => {
-                        return Err(bad(
-                            "expected disable, allow, prefer, require, verify-ca or verify-full",
-                        ));
-                    }
-                }
-            }
-            "sslnegotiation" => {
-                self.ssl_negotiation = match value {
-                    "postgres" => SslNegotiation::Postgres,
-                    "direct" => SslNegotiation::Direct,
-                    _ => return Err(bad("expected postgres or direct")),
-                }
-            }
-            "sslrootcert" => self.ssl_root_cert = Some(value.into()),
-            "sslcert" => self.ssl_cert = Some(value.into()),
-            "sslkey" => self.ssl_key = Some(value.into()),
-            "channel_binding" => {
-                self.channel_binding = match value {
-                    "disable" => ChannelBinding::Disable,
-                    "prefer" => ChannelBinding::Prefer,
-                    "require" => ChannelBinding::Require,
-                    _ => return Err(bad("expected disable, prefer or require")),
-                }
-            }
-            "keepalives" => self.keepalive.enabled = parse_count(value).map_err(&bad)? != 0,
-            "keepalives_idle" => self.keepalive.idle = seconds(parse_count(value).map_err(&bad)?),
-            "keepalives_interval" => {
-                self.keepalive.interval = seconds(parse_count(value).map_err(&bad)?)
-            }
-            "keepalives_count" => {
-                self.keepalive.count = Some(parse_count(value).map_err(&bad)?).filter(|&c| c != 0)
-            }
-            "tcp_user_timeout" => {
-                let ms = parse_count(value).map_err(&bad)?;
-                self.tcp_user_timeout =
-                    Some(Duration::from_millis(u64::from(ms))).filter(|d| !d.is_zero());
-            }
-            "target_session_attrs" => {
-                self.target_session_attrs = match value {
-                    "any" => TargetSessionAttrs::Any,
-                    "read-write" => TargetSessionAttrs::ReadWrite,
-                    "read-only" => TargetSessionAttrs::ReadOnly,
-                    "primary" => TargetSessionAttrs::Primary,
-                    "standby" => TargetSessionAttrs::Standby,
-                    "prefer-standby" => TargetSessionAttrs::PreferStandby,
-                    _ => {
-                        return Err(bad(
-                            "expected any, read-write, read-only, primary, standby or prefer-standby",
-                        ));
-                    }
-                }
-            }
-            "load_balance_hosts" => {
-                self.load_balance_hosts = match value {
-                    "disable" => LoadBalanceHosts::Disable,
-                    "random" => LoadBalanceHosts::Random,
-                    _ => return Err(bad("expected disable or random")),
-                }
-            }
-            "passfile" => self.passfile = Some(value.into()),
-            // Accepted for compatibility; they change nothing here.
-            "client_encoding"
-            | "sslsni"
-            | "sslcompression"
-            | "gssencmode"
-            | "krbsrvname"
-            | "require_auth"
-            | "service"
-            | "replication"
-            | "sslcrl"
-            | "sslcrldir"
-            | "ssl_min_protocol_version"
-            | "ssl_max_protocol_version"
-            | "sslpassword"
-            | "sslcertmode"
-            | "requirepeer" => {}
-            _ => return Err(Error::config(format!("unknown connection option {key:?}"))),
-        }
-        Ok(())
-    }
-}
-
-/// PG* variables and the keyword each one stands for.
-const ENV_VARS: &[(&str, &str)] = &[
-    ("PGHOST", "host"),
-    ("PGHOSTADDR", "hostaddr"),
-    ("PGPORT", "port"),
-    ("PGUSER", "user"),
-    ("PGPASSWORD", "password"),
-    ("PGDATABASE", "dbname"),
-    ("PGAPPNAME", "application_name"),
-    ("PGOPTIONS", "options"),
-    ("PGCONNECT_TIMEOUT", "connect_timeout"),
-    ("PGSSLMODE", "sslmode"),
-    ("PGSSLNEGOTIATION", "sslnegotiation"),
-    ("PGSSLROOTCERT", "sslrootcert"),
-    ("PGSSLCERT", "sslcert"),
-    ("PGSSLKEY", "sslkey"),
-    ("PGCHANNELBINDING", "channel_binding"),
-    ("PGTARGETSESSIONATTRS", "target_session_attrs"),
-    ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
-    ("PGPASSFILE", "passfile"),
-];
-
-fn split_list(value: &str) -> Vec<String> {
-    value.split(',').map(|s| s.trim().to_owned()).collect()
-}
-
-/// A non-negative integer setting (libpq rejects negative keepalive values).
-fn parse_count(value: &str) -> Result<u32, &'static str> {
-    let n: i64 = value.trim().parse().map_err(|_| "not an integer")?;
-    u32::try_from(n).map_err(|_| "must be between 0 and 4294967295")
-}
-
-fn seconds(n: u32) -> Option<Duration> {
-    (n != 0).then(|| Duration::from_secs(u64::from(n)))
 }
 
 impl std::fmt::Debug for Config {
@@ -417,6 +334,22 @@ impl std::fmt::Debug for Config {
             .field("target_session_attrs", &self.target_session_attrs)
             .field("load_balance_hosts", &self.load_balance_hosts)
             .field("passfile", &self.passfile)
+            .field("require_auth", &self.require_auth)
+            .field("ssl_crl", &self.ssl_crl)
+            .field("ssl_crl_dir", &self.ssl_crl_dir)
+            .field("ssl_min_protocol_version", &self.ssl_min_protocol_version)
+            .field("ssl_max_protocol_version", &self.ssl_max_protocol_version)
+            .field("ssl_cert_mode", &self.ssl_cert_mode)
+            .field("ssl_sni", &self.ssl_sni)
+            .field("require_peer", &self.require_peer)
+            .field(
+                "ssl_password",
+                &self.ssl_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("gss_enc_mode", &self.gss_enc_mode)
+            .field("replication", &self.replication)
+            .field("service", &self.service)
+            .field("service_file", &self.service_file)
             .field("session", &self.session)
             .finish()
     }
@@ -440,26 +373,55 @@ impl FromStr for Config {
                 }
             }
         }
+        super::service::apply(&mut config, &|k| std::env::var(k).ok())?;
         config.validate()?;
         Ok(config)
     }
 }
 
 impl Config {
+    /// The per-host connect timeout a connection uses: none for zero, and 2
+    /// seconds for 1 (libpq raises it: with whole seconds, a 1 s limit could
+    /// expire at once). Shorter limits, which only code can set, are used as
+    /// given.
+    pub fn connect_timeout_used(&self) -> Option<Duration> {
+        const ONE: Duration = Duration::from_secs(1);
+        self.connect_timeout
+            .filter(|d| !d.is_zero())
+            .map(|d| if d == ONE { 2 * ONE } else { d })
+    }
+
     /// Whether `sslrootcert=system`: the operating system's trusted roots.
     pub fn uses_system_roots(&self) -> bool {
         self.ssl_root_cert.as_deref() == Some(std::path::Path::new("system"))
     }
 
-    /// The settings a connection uses: with `sslrootcert=system` and the
-    /// default sslmode, `verify-full` (as libpq does).
-    pub(crate) fn resolved(&self) -> std::borrow::Cow<'_, Self> {
-        if self.uses_system_roots() && self.ssl_mode == SslMode::Prefer {
-            let mut config = self.clone();
-            config.ssl_mode = SslMode::VerifyFull;
-            return std::borrow::Cow::Owned(config);
+    /// The settings a connection made with this configuration uses (see
+    /// below); for inspection and tests.
+    ///
+    /// # Errors
+    /// As [`Config::validate`], and the service file's errors.
+    pub fn effective(&self) -> Result<Self, Error> {
+        self.resolved().map(std::borrow::Cow::into_owned)
+    }
+
+    /// The settings a connection uses, checked: the named service's settings
+    /// fill what is still unset (a `Config` built in code means what the same
+    /// values mean in a string), and with `sslrootcert=system` and the default
+    /// sslmode, `verify-full` (as libpq does).
+    ///
+    /// # Errors
+    /// As [`Config::validate`], and the service file's errors.
+    pub(crate) fn resolved(&self) -> Result<std::borrow::Cow<'_, Self>, Error> {
+        let mut config = std::borrow::Cow::Borrowed(self);
+        if self.service.is_some() {
+            super::service::apply(config.to_mut(), &|k| std::env::var(k).ok())?;
         }
-        std::borrow::Cow::Borrowed(self)
+        if config.uses_system_roots() && config.ssl_mode == SslMode::Prefer {
+            config.to_mut().ssl_mode = SslMode::VerifyFull;
+        }
+        config.validate()?;
+        Ok(config)
     }
 
     /// Checks the settings fit together: host/hostaddr/port counts, direct TLS
@@ -508,153 +470,17 @@ impl Config {
                 self.ssl_mode
             )));
         }
+        if let (Some(min), Some(max)) =
+            (self.ssl_min_protocol_version, self.ssl_max_protocol_version)
+        {
+            if min > max {
+                return Err(Error::config(format!(
+                    "invalid SSL protocol version range: ssl_min_protocol_version={} is above ssl_max_protocol_version={}",
+                    min.name(),
+                    max.name()
+                )));
+            }
+        }
         Ok(())
-    }
-}
-
-/// `postgresql://[user[:password]@][host[:port][,...]][/dbname][?key=value&...]`
-fn parse_url(rest: &str, config: &mut Config) -> Result<(), Error> {
-    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = main.split_once('/').unwrap_or((main, ""));
-    let (userinfo, hostlist) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    if let Some(userinfo) = userinfo {
-        let (user, password) = userinfo
-            .split_once(':')
-            .map_or((userinfo, None), |(u, p)| (u, Some(p)));
-        if !user.is_empty() {
-            config.user = Some(percent_decode(user, "user")?);
-        }
-        if let Some(p) = password {
-            config.password = Some(percent_decode(p, "password")?);
-        }
-    }
-    if !hostlist.is_empty() {
-        let mut hosts = Vec::new();
-        let mut ports = Vec::new();
-        for spec in hostlist.split(',') {
-            let (host, port) = split_host_port(spec)?;
-            hosts.push(percent_decode(host, "host")?);
-            ports.push(port);
-        }
-        config.hosts = hosts;
-        if ports.iter().any(Option::is_some) {
-            config.ports = ports.into_iter().map(|p| p.unwrap_or(5432)).collect();
-        }
-    }
-    if !path.is_empty() {
-        config.dbname = Some(percent_decode(path, "dbname")?);
-    }
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            Error::config(format!(
-                "URL parameter {pair:?} has no value (expected key=value)"
-            ))
-        })?;
-        let key = percent_decode(k, "URL parameter name")?;
-        let value = percent_decode(v, &key)?;
-        // libpq accepts `ssl=true` in URLs as sslmode=require.
-        if key == "ssl" && value == "true" {
-            config.set("sslmode", "require")?;
-        } else {
-            config.set(&key, &value)?;
-        }
-    }
-    Ok(())
-}
-
-fn split_host_port(spec: &str) -> Result<(&str, Option<u16>), Error> {
-    let bad_port = |p: &str| Error::config(format!("invalid port {p:?} in URL host {spec:?}"));
-    if let Some(v6) = spec.strip_prefix('[') {
-        let (addr, after) = v6.split_once(']').ok_or_else(|| {
-            Error::config(format!("unterminated IPv6 address in URL host {spec:?}"))
-        })?;
-        return match after.strip_prefix(':') {
-            Some(p) => Ok((addr, Some(p.parse().map_err(|_| bad_port(p))?))),
-            None if after.is_empty() => Ok((addr, None)),
-            None => Err(Error::config(format!(
-                "unexpected {after:?} after IPv6 address in {spec:?}"
-            ))),
-        };
-    }
-    match spec.rsplit_once(':') {
-        Some((h, "")) => Ok((h, None)),
-        Some((h, p)) => Ok((h, Some(p.parse().map_err(|_| bad_port(p))?))),
-        None => Ok((spec, None)),
-    }
-}
-
-fn percent_decode(s: &str, what: &str) -> Result<String, Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let byte = hex.ok_or_else(|| {
-                Error::config(format!("invalid percent-encoding in {what}: {s:?}"))
-            })?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| {
-        Error::config(format!(
-            "{what} is not valid UTF-8 after percent-decoding: {s:?}"
-        ))
-    })
-}
-
-/// `key = value` pairs; values may be single-quoted with `\'` and `\\` escapes.
-fn parse_keywords(s: &str) -> Result<Vec<(String, String)>, Error> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.peek().is_none() {
-            return Ok(out);
-        }
-        let mut key = String::new();
-        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
-            key.push(c);
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.next() != Some('=') {
-            return Err(Error::config(format!(
-                "missing \"=\" after {key:?} in connection string"
-            )));
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        let mut value = String::new();
-        if chars.next_if_eq(&'\'').is_some() {
-            loop {
-                match chars.next() {
-                    Some('\\') => value.push(chars.next().unwrap_or('\\')),
-                    Some('\'') => break,
-                    Some(c) => value.push(c),
-                    None => {
-                        return Err(Error::config(format!(
-                            "unterminated quoted value for {key:?}"
-                        )));
-                    }
-                }
-            }
-        } else {
-            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
-                if c == '\\' {
-                    value.push(chars.next().unwrap_or('\\'));
-                } else {
-                    value.push(c);
-                }
-            }
-        }
-        out.push((key, value));
     }
 }

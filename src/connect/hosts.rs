@@ -110,10 +110,20 @@ pub fn get_hosts(config: &Config) -> Vec<HostEntry> {
         }];
     }
     (0..count)
-        .map(|i| HostEntry {
-            host: config.hosts.get(i).filter(|h| !h.is_empty()).cloned(),
-            hostaddr: config.hostaddrs.get(i).copied().flatten(),
-            port: port_for(i),
+        .map(|i| {
+            let hostaddr = config.hostaddrs.get(i).copied().flatten();
+            // libpq: an empty entry means the default host, unless a hostaddr
+            // says where to dial.
+            let host = match config.hosts.get(i).filter(|h| !h.is_empty()) {
+                Some(h) => Some(h.clone()),
+                None if hostaddr.is_none() => Some(default_host()),
+                None => None,
+            };
+            HostEntry {
+                host,
+                hostaddr,
+                port: port_for(i),
+            }
         })
         .collect()
 }

@@ -1,10 +1,16 @@
 //! Connecting: config → host list → dial → SSL negotiation → startup and auth →
 //! target_session_attrs. Orchestration only; each step lives in its own file.
 
+mod cert;
 pub mod config;
+mod conninfo;
 pub mod hosts;
+mod keywords;
 mod negotiate;
+mod peer;
 mod pgpass;
+mod require_auth;
+mod service;
 mod startup;
 mod tls;
 
@@ -21,10 +27,12 @@ use crate::transport::{
 };
 
 pub use config::{
-    ChannelBinding, Config, Keepalive, LoadBalanceHosts, SslMode, SslNegotiation,
-    TargetSessionAttrs,
+    ChannelBinding, Config, GssEncMode, Keepalive, LoadBalanceHosts, Replication, SslCertMode,
+    SslMode, SslNegotiation, TargetSessionAttrs, TlsVersion,
 };
 pub use hosts::{DialTarget, HostEntry, get_hosts, is_unix_socket, unix_socket_path};
+pub use keywords::{KEYWORDS, REFUSED_KEYWORDS};
+pub use require_auth::{AuthRequirement, RequireAuth};
 pub use startup::AuthMethod;
 
 use negotiate::SslAnswer;
@@ -55,8 +63,7 @@ pub struct ConnectInfo {
 /// never work (direct TLS with a weak sslmode, verify-ca without a root
 /// certificate) fail once, before any I/O.
 pub async fn connect(config: &Config) -> Result<(Client, ConnectInfo), Error> {
-    config.validate()?;
-    let config = &*config.resolved();
+    let config = &*config.resolved()?;
     let tls = match config.ssl_mode {
         SslMode::Disable => None,
         _ => Some(TlsSetup::new(config)?),
@@ -135,7 +142,7 @@ async fn connect_host(
             }
             Ok::<_, Error>((client, info))
         };
-        let result = match config.connect_timeout {
+        let result = match config.connect_timeout_used() {
             Some(limit) => tokio::time::timeout(limit, attempt)
                 .await
                 .unwrap_or_else(|_| {
@@ -175,22 +182,28 @@ async fn dial(
             .await
             .map(Socket::Tcp)
             .map_err(|e| Error::io("could not connect", e)),
-        (None, DialTarget::Unix(path)) => UnixTransport::connect(&path)
-            .await
-            .map(Socket::Unix)
-            .map_err(|e| Error::io("could not connect to the Unix socket", e)),
+        (None, DialTarget::Unix(path)) => {
+            let socket = UnixTransport::connect(&path)
+                .await
+                .map_err(|e| Error::io("could not connect to the Unix socket", e))?;
+            if let Some(want) = &config.require_peer {
+                peer::check(&socket, want)?;
+            }
+            Ok(Socket::Unix(socket))
+        }
         (None, _) => Err(Error::config("no address to dial")),
     }
 }
 
 fn socket_options(config: &Config) -> SocketOptions {
     SocketOptions {
+        // Zero means the OS default, whether it came from a string or from code.
         keepalive: config.keepalive.enabled.then_some(KeepaliveOptions {
-            idle: config.keepalive.idle,
-            interval: config.keepalive.interval,
-            count: config.keepalive.count,
+            idle: config.keepalive.idle.filter(|d| !d.is_zero()),
+            interval: config.keepalive.interval.filter(|d| !d.is_zero()),
+            count: config.keepalive.count.filter(|&c| c != 0),
         }),
-        user_timeout: config.tcp_user_timeout,
+        user_timeout: config.tcp_user_timeout.filter(|d| !d.is_zero()),
     }
 }
 
@@ -235,7 +248,7 @@ async fn connect_addr(
 /// after refusing injected bytes: that is an attack, not a missing feature.
 fn prefer_retries_after(e: &Error) -> bool {
     match e.kind() {
-        crate::ErrorKind::Tls => !e.to_string().starts_with(negotiate::INJECTION),
+        crate::ErrorKind::Tls => !negotiate::is_injection(e),
         _ => e.as_db_error().is_some(),
     }
 }
@@ -262,8 +275,7 @@ pub async fn connect_transport<T: Transport>(
     config: &Config,
     host: &HostEntry,
 ) -> Result<(Connection<MaybeTls<T>>, AuthMethod), Error> {
-    config.validate()?;
-    let config = &*config.resolved();
+    let config = &*config.resolved()?;
     let tls = first_attempt_tls(config, host)?;
     establish(transport, config, tls.as_ref(), host).await
 }
@@ -411,7 +423,7 @@ pub async fn cancel(
     key: &crate::session::BackendKey,
 ) -> Result<(), Error> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = &*config.resolved();
+    let config = &*config.resolved()?;
     let socket = dial(config, &info.host, info.addr).await?;
     let tls = first_attempt_tls(config, &info.host)?;
     let mut socket = negotiate_ssl(socket, config, tls.as_ref(), &info.host).await?;

@@ -25,6 +25,28 @@ pub(crate) enum SslAnswer {
 pub(crate) const INJECTION: &str =
     "unencrypted data after SSL response (possible man-in-the-middle); refusing to start TLS";
 
+/// The source of an [`INJECTION`] error: what tells an attack apart from a
+/// failed handshake (sslmode=prefer retries after the one, never the other).
+#[derive(Debug)]
+pub(crate) struct InjectionRefused;
+
+impl std::fmt::Display for InjectionRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("bytes arrived before the TLS handshake")
+    }
+}
+
+impl std::error::Error for InjectionRefused {}
+
+fn injection() -> Error {
+    Error::tls_with_source(INJECTION.to_owned(), InjectionRefused)
+}
+
+/// Whether `e` refused bytes injected before TLS.
+pub(crate) fn is_injection(e: &Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<InjectionRefused>())
+}
+
 /// Sends SSLRequest and reads exactly one byte of answer.
 ///
 /// # Errors
@@ -52,9 +74,7 @@ pub(crate) async fn request_ssl<T: Transport>(socket: &mut T) -> Result<SslAnswe
         return Err(Error::closed("Connection closed during SSL negotiation"));
     }
     match answer[0] {
-        b'S' if socket.probe().has_data() && !mutant(Mutant::AcceptBytesAfterS) => {
-            Err(Error::tls(INJECTION))
-        }
+        b'S' if socket.probe().has_data() && !mutant(Mutant::AcceptBytesAfterS) => Err(injection()),
         b'S' => Ok(SslAnswer::Accepted),
         b'N' => Ok(SslAnswer::Refused),
         b'E' => Err(Error::tls(
@@ -78,9 +98,16 @@ pub(crate) async fn start_tls<T: Transport>(
     name: ServerName<'static>,
     direct: bool,
 ) -> Result<TlsTransport<T>, Error> {
-    let tls = TlsTransport::connect(socket, setup.client_config(), name)
+    let attempt = setup.attempt();
+    let host = match &name {
+        ServerName::DnsName(n) => n.as_ref().to_owned(),
+        other => format!("{other:?}"),
+    };
+    let mut tls = TlsTransport::connect(socket, attempt.config.clone(), name)
         .await
-        .map_err(handshake_error)?;
+        .map_err(|e| handshake_error(e, setup, &host))?;
+    let (requested, sent) = attempt.client_cert();
+    tls.set_client_cert(requested, sent);
     let alpn = tls.info().alpn_protocol.as_deref();
     if direct && alpn != Some(ALPN_POSTGRESQL) {
         return Err(Error::tls(
@@ -91,17 +118,22 @@ pub(crate) async fn start_tls<T: Transport>(
     Ok(tls)
 }
 
-fn handshake_error(e: io::Error) -> Error {
+fn handshake_error(e: io::Error, setup: &TlsSetup, host: &str) -> Error {
     if e.get_ref()
         .is_some_and(|inner| inner.is::<PlaintextBeforeTls>())
     {
-        return Error::tls(INJECTION);
+        return injection();
     }
-    let reason = match e.kind() {
-        io::ErrorKind::UnexpectedEof => {
+    let explained = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|tls| setup.explain(tls, host));
+    let reason = match (explained, e.kind()) {
+        (Some(why), _) => format!("TLS handshake failed: {why}"),
+        (None, io::ErrorKind::UnexpectedEof) => {
             "the server closed the connection during the TLS handshake".to_owned()
         }
-        _ => format!("TLS handshake failed: {e}"),
+        (None, _) => format!("TLS handshake failed: {e}"),
     };
     Error::tls_with_source(reason, e)
 }

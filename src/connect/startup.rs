@@ -3,9 +3,10 @@
 use base64::Engine;
 use rand::RngCore;
 
-use super::config::{ChannelBinding, Config};
+use super::config::{ChannelBinding, Config, Replication, SslCertMode};
 use super::hosts::HostEntry;
 use super::pgpass;
+use super::require_auth::AuthRequirement;
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::protocol::auth::md5::md5_password;
@@ -56,6 +57,11 @@ pub(crate) async fn startup<T: Transport>(
     if let Some(options) = &config.options {
         params.push(("options", options));
     }
+    match config.replication {
+        Some(Replication::Physical) => params.push(("replication", "true")),
+        Some(Replication::Database) => params.push(("replication", "database")),
+        None => {}
+    }
     conn.session_mut().startup(&params)?;
     conn.send_buf_msg().await?;
 
@@ -79,14 +85,20 @@ pub(crate) async fn startup<T: Transport>(
                             "the server sent AuthenticationOk before completing SCRAM: it never proved it knows the password; not trusting this server",
                         ));
                     }
+                    if method == AuthMethod::Trust {
+                        config.require_auth.check(AuthRequirement::None)?;
+                    }
+                    check_cert_mode(conn, config)?;
                 }
                 Authentication::CleartextPassword => {
+                    config.require_auth.check(AuthRequirement::Password)?;
                     refuse_without_binding(config, "a cleartext password")?;
                     method = AuthMethod::Cleartext;
                     let pw = password()?;
                     send(conn, |buf| frontend::password(buf, pw.as_bytes())).await?;
                 }
                 Authentication::Md5Password { salt } => {
+                    config.require_auth.check(AuthRequirement::Md5)?;
                     refuse_without_binding(config, "an MD5 password")?;
                     method = AuthMethod::Md5;
                     let pw = password()?;
@@ -94,6 +106,7 @@ pub(crate) async fn startup<T: Transport>(
                     send(conn, |buf| frontend::password(buf, &hashed)).await?;
                 }
                 Authentication::Sasl(mechanisms) => {
+                    config.require_auth.check(AuthRequirement::ScramSha256)?;
                     let names: Vec<Vec<u8>> = mechanisms.iter().map(<[u8]>::to_vec).collect();
                     let client = start_scram(conn, config, &names, &password()?)?;
                     method = if client.mechanism() == scram::SCRAM_SHA_256_PLUS {
@@ -126,6 +139,18 @@ pub(crate) async fn startup<T: Transport>(
                         .server_final(&data)
                         .map_err(|e| Error::auth(e.to_string()))?;
                 }
+                Authentication::Gss | Authentication::GssContinue(_) => {
+                    config.require_auth.check(AuthRequirement::Gss)?;
+                    return Err(Error::auth(
+                        "the server asked for GSSAPI authentication, which this library does not support",
+                    ));
+                }
+                Authentication::Sspi => {
+                    config.require_auth.check(AuthRequirement::Sspi)?;
+                    return Err(Error::auth(
+                        "the server asked for SSPI authentication, which this library does not support",
+                    ));
+                }
                 other => {
                     return Err(Error::auth(format!(
                         "unsupported authentication request {other:?}"
@@ -153,6 +178,28 @@ fn refuse_without_binding(config: &Config, what: &str) -> Result<(), Error> {
         return Err(Error::auth(format!(
             "channel_binding=require, but the server asked for {what}, which cannot bind to the channel; the password was not sent"
         )));
+    }
+    Ok(())
+}
+
+/// `sslcertmode=require`, checked when the server accepts us (as libpq does):
+/// a client certificate must have been asked for and sent.
+fn check_cert_mode<T: Transport>(conn: &Connection<T>, config: &Config) -> Result<(), Error> {
+    if config.ssl_cert_mode != SslCertMode::Require {
+        return Ok(());
+    }
+    let (requested, sent) = conn.tls_info().map_or((false, false), |t| {
+        (t.client_cert_requested, t.client_cert_sent)
+    });
+    if !requested {
+        return Err(Error::auth(
+            "sslcertmode=require: the server did not request an SSL certificate",
+        ));
+    }
+    if !sent {
+        return Err(Error::auth(
+            "sslcertmode=require: the server accepted the connection without a valid SSL certificate (set sslcert and sslkey)",
+        ));
     }
     Ok(())
 }

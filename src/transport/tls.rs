@@ -27,6 +27,11 @@ pub struct TlsInfo {
     pub alpn_protocol: Option<Vec<u8>>,
     /// The server's end-entity certificate (DER), for channel binding.
     pub server_certificate: Option<Vec<u8>>,
+    /// Whether the server asked for a client certificate (set by the layer
+    /// that configured TLS; false when it does not record it).
+    pub client_cert_requested: bool,
+    /// Whether a client certificate was sent in answer.
+    pub client_cert_sent: bool,
 }
 
 /// The error a handshake fails with when the peer's first bytes are not TLS.
@@ -98,8 +103,17 @@ impl<T: Transport> TlsTransport<T> {
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.to_vec()),
+            client_cert_requested: false,
+            client_cert_sent: false,
         };
         Ok(Self { stream, info })
+    }
+
+    /// Records what the client-certificate resolver saw during the handshake
+    /// (rustls does not report it).
+    pub(crate) fn set_client_cert(&mut self, requested: bool, sent: bool) {
+        self.info.client_cert_requested = requested;
+        self.info.client_cert_sent = sent;
     }
 
     /// What the handshake settled.

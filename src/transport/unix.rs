@@ -113,6 +113,48 @@ impl UnixTransport {
         0
     }
 
+    /// The user id the process at the other end ran as when it created the
+    /// socket (SO_PEERCRED), as the kernel recorded it: the server cannot
+    /// claim another.
+    ///
+    /// # Errors
+    /// The `getsockopt` error; `Unsupported` where the platform has no
+    /// SO_PEERCRED (only Linux is supported).
+    pub fn peer_uid(&self) -> io::Result<u32> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = self.fd().ok_or_else(lost)?;
+            let mut cred = libc::ucred {
+                pid: 0,
+                uid: 0,
+                gid: 0,
+            };
+            let mut len = libc::socklen_t::try_from(size_of::<libc::ucred>())
+                .map_err(|_| io::Error::other("ucred size"))?;
+            // SAFETY: `fd` is a live socket borrowed for the call; `cred` and
+            // `len` are a ucred-sized buffer and its size, as SO_PEERCRED needs.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_PEERCRED,
+                    (&raw mut cred).cast(),
+                    &raw mut len,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(cred.uid)
+        }
+        #[cfg(not(target_os = "linux"))]
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_PEERCRED is not available on this platform",
+        ))
+    }
+
     fn fd(&self) -> Option<BorrowedFd<'_>> {
         match &self.io {
             Io::Registered(s) => Some(s.as_fd()),

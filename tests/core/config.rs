@@ -118,8 +118,9 @@ fn url_form() {
     assert_eq!(c.dbname.as_deref(), Some("my db"));
     assert_eq!(c.ssl_mode, SslMode::VerifyFull);
     assert_eq!(c.application_name.as_deref(), Some("x"));
+    assert_eq!(c.connect_timeout, Some(Duration::from_secs(1)));
     assert_eq!(
-        c.connect_timeout,
+        c.connect_timeout_used(),
         Some(Duration::from_secs(2)),
         "libpq raises 1 s to 2 s"
     );

@@ -9,4 +9,5 @@ mod buffer;
 mod config;
 mod next_message;
 mod notifications;
+mod options;
 mod parser;
