@@ -514,8 +514,9 @@ impl ServerCertVerifier for DangerAcceptAnyCertificate {
 /// certificate *is* one of the configured roots, byte for byte, is trusted
 /// even when that certificate is a CA certificate (PostgreSQL's documented
 /// quick setup: a self-signed `server.crt` copied to the client as
-/// `root.crt`). Its validity dates and, for verify-full, the host name are
-/// still checked, and the handshake still proves the server holds its key.
+/// `root.crt`). Its validity dates (checked by WebPKI before the refusal)
+/// and, for verify-full, the host name still count, and the handshake still
+/// proves the server holds its key.
 #[derive(Debug)]
 struct PgVerifier {
     webpki: Arc<WebPkiServerVerifier>,
@@ -553,7 +554,6 @@ impl ServerCertVerifier for PgVerifier {
                 super::cert::verify_pinned_root(
                     end_entity,
                     self.check_name.then_some(server_name),
-                    now,
                 )?;
                 Ok(ServerCertVerified::assertion())
             }

@@ -29,6 +29,8 @@ pub const SSL_ONLY_USER: &str = "ssl_only_user";
 pub const NOSSL_ONLY_USER: &str = "nossl_only_user";
 /// Authenticated by a client certificate (`cert` in pg_hba.conf).
 pub const CERT_USER: &str = "cert_user";
+/// The serial number of the server's certificate (revoked by `revoked.crl`).
+pub const SERVER_CERT_SERIAL: u64 = 0x5e12;
 
 pub struct Cluster {
     pub port: u16,
@@ -205,7 +207,9 @@ impl Cluster {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "localhost");
+        params.serial_number = Some(SERVER_CERT_SERIAL.into());
         let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+        self.write_crls(&issuer)?;
         std::fs::write(&self.ca_file, ca.pem()).map_err(|e| e.to_string())?;
         std::fs::write(data.join("server.crt"), cert.pem()).map_err(|e| e.to_string())?;
         std::fs::write(data.join("server.key"), key.serialize_pem()).map_err(|e| e.to_string())?;
@@ -236,6 +240,50 @@ impl Cluster {
                 .arg(data))?;
         }
         Ok(())
+    }
+
+    /// Revocation lists for `sslcrl`/`sslcrldir` tests, beside the CA file:
+    /// `revoked.crl` revokes the server's certificate, `clean.crl` another
+    /// serial, `crls/` holds the revoking one, and `other-ca.crl` comes from a
+    /// CA that did not issue the server's certificate (`other-ca.crt`).
+    fn write_crls(&self, issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) -> Result<(), String> {
+        let crl = |serial: u64, issuer: &rcgen::Issuer<'_, rcgen::KeyPair>| {
+            rcgen::CertificateRevocationListParams {
+                this_update: rcgen::date_time_ymd(2020, 1, 1),
+                next_update: rcgen::date_time_ymd(2099, 1, 1),
+                crl_number: 1u64.into(),
+                issuing_distribution_point: None,
+                revoked_certs: vec![rcgen::RevokedCertParams {
+                    serial_number: serial.into(),
+                    revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }],
+                key_identifier_method: rcgen::KeyIdMethod::Sha256,
+            }
+            .signed_by(issuer)
+            .map(|c| c.pem().expect("CRL PEM"))
+            .map_err(|e| e.to_string())
+        };
+        let write = |name: &str, text: String| {
+            std::fs::write(self.base.join(name), text).map_err(|e| e.to_string())
+        };
+        write("revoked.crl", crl(SERVER_CERT_SERIAL, issuer)?)?;
+        write("clean.crl", crl(SERVER_CERT_SERIAL + 1, issuer)?)?;
+        std::fs::create_dir_all(self.base.join("crls")).map_err(|e| e.to_string())?;
+        write("crls/revoked.r0", crl(SERVER_CERT_SERIAL, issuer)?)?;
+        write("crls/README", "not a CRL\n".to_owned())?;
+        let other_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let mut other =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        other.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        other
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "some other CA");
+        let other_cert = other.self_signed(&other_key).map_err(|e| e.to_string())?;
+        write("other-ca.crt", other_cert.pem())?;
+        let other = rcgen::Issuer::new(other, other_key);
+        write("other-ca.crl", crl(SERVER_CERT_SERIAL, &other)?)
     }
 
     fn configure(&self, data: &Path) -> Result<(), String> {

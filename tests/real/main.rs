@@ -12,6 +12,7 @@ mod connect;
 mod copy;
 mod copy_peers;
 mod liveness;
+mod options;
 mod peers;
 mod targets;
 

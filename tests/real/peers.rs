@@ -637,7 +637,7 @@ impl rustls::server::ResolvesServerCert for SniRecorder {
 }
 
 #[tokio::test]
-async fn sni_for_host_names_never_for_ip_literals() {
+async fn sni_for_host_names_never_for_ip_literals_nor_with_sslsni_0() {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
@@ -676,17 +676,22 @@ async fn sni_for_host_names_never_for_ip_literals() {
         }
     })
     .await;
-    for host in ["localhost", "127.0.0.1"] {
-        let c: Config = format!("host={host} port={port} user=u sslmode=require connect_timeout=2")
-            .parse()
-            .unwrap();
+    for (host, extra) in [
+        ("localhost", ""),
+        ("127.0.0.1", ""),
+        ("localhost", "sslsni=0"),
+    ] {
+        let c: Config =
+            format!("host={host} port={port} user=u sslmode=require connect_timeout=2 {extra}")
+                .parse()
+                .unwrap();
         let _ = pg_transport::connect(&c).await;
     }
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen,
-        [Some("localhost".to_owned()), None],
-        "SNI for a name, none for an IP literal"
+        [Some("localhost".to_owned()), None, None],
+        "SNI for a name, none for an IP literal, none with sslsni=0"
     );
 }
 
