@@ -12,7 +12,8 @@
 //!    the state only if encoding succeeded. Write the send buffer out.
 //! 2. Call [`Session::next_message`] (or `_with` / `_owned`) until it returns
 //!    `Ok(None)`: the buffer then holds no complete message.
-//! 3. Read: [`Session::prepare_read`] returns the buffer to append to; after the
+//! 3. Read: [`Session::prepare_read`] returns the buffer to append to (its room
+//!    grows with the bytes that arrive, never with a declared length); after the
 //!    read call [`Session::commit_read`] with the byte count. EOF or a read error
 //!    goes to [`Session::close`]. Then back to 2.
 //!
@@ -251,10 +252,12 @@ impl Session {
         self.core.apply(event)
     }
 
-    /// Returns the buffer to read into, with room reserved for the message being
-    /// received (checked against the size cap first: a hostile length never
-    /// grows the buffer). Append at most its spare capacity, then call
-    /// [`Session::commit_read`].
+    /// Returns the buffer to read into, with room for the next read. A buffered
+    /// header is checked against the size cap first; under the cap, its length
+    /// still reserves nothing by itself: the room grows with the bytes that
+    /// arrive (at most doubling what is buffered, see [`RecvBuf::prepare_read`]),
+    /// so memory follows what the server sent, not what it claimed. Append at
+    /// most its spare capacity, then call [`Session::commit_read`].
     ///
     /// # Errors
     /// Kind `Closed` on a closed session (do not read); kind `Protocol` (and the
