@@ -36,7 +36,7 @@ use crate::protocol::backend::{
     self, COPY_DATA_TAG, DATA_ROW_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG, NOTICE_RESPONSE_TAG,
     NOTIFICATION_RESPONSE_TAG, PARAMETER_STATUS_TAG,
 };
-use crate::protocol::limits::{DEFAULT_MAX_MESSAGE_LEN, HEADER_LEN};
+use crate::protocol::limits::{DEFAULT_MAX_MESSAGE_LEN, DEFAULT_NOTIFICATION_CAPACITY, HEADER_LEN};
 use crate::protocol::{
     Authentication, DataRow, DbError, EncodeError, Header, Message, ProtocolError,
     TransactionStatus, frontend,
@@ -55,7 +55,9 @@ pub struct SessionConfig {
     pub max_message_len: usize,
     /// Receive buffer sizing.
     pub recv: RecvBufConfig,
-    /// Notification queue capacity; 0 = unbounded (the default: nothing is lost).
+    /// Notification queue capacity (default [`DEFAULT_NOTIFICATION_CAPACITY`]:
+    /// past it the oldest is dropped and the overflow reported); 0 = unbounded,
+    /// for a caller that would rather hold every notification in memory.
     pub notification_capacity: usize,
 }
 
@@ -64,7 +66,7 @@ impl Default for SessionConfig {
         Self {
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             recv: RecvBufConfig::default(),
-            notification_capacity: 0,
+            notification_capacity: DEFAULT_NOTIFICATION_CAPACITY,
         }
     }
 }
