@@ -143,9 +143,9 @@ impl RecvBuf {
     /// at most its spare capacity, then call [`RecvBuf::commit_read`].
     ///
     /// `missing` is how many more bytes the message being received still needs
-    /// (0 if unknown). The room reserved is the read size, or more for a large
-    /// message, but never more than the unread bytes already buffered: memory
-    /// follows the bytes that arrived, not the length a header claims, so a
+    /// (0 if unknown). The room reserved is the read size, or for a larger
+    /// message as much of `missing` as is already buffered unread, never more:
+    /// memory follows the bytes that arrived, not the length a header claims, so a
     /// server that declares 512 MiB and sends 1 KiB costs a read's worth, while
     /// a message that really is large still arrives in O(log n) reallocations
     /// (the room at most doubles what is buffered). The caller must have
