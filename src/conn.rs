@@ -17,7 +17,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::bulk::BulkReader;
 use crate::error::Error;
-use crate::protocol::{Message, frontend};
+use crate::protocol::limits::{MAX_SIMPLE_QUERY_RESULT_BYTES, TERMINATE_WAIT};
+use crate::protocol::{DataRow, Message, frontend};
 use crate::session::{Session, State};
 use crate::transport::{BulkRead, TlsInfo, Transport};
 
@@ -298,6 +299,10 @@ impl<T: Transport> Connection<T> {
     /// - Kind `Server` with the server's error, after draining to
     ///   ReadyForQuery: the connection stays `Ready`.
     /// - Kind `InvalidInput` for SQL containing NUL: nothing sent, still `Ready`.
+    /// - Kind `Usage` if the rows would take more than
+    ///   [`MAX_SIMPLE_QUERY_RESULT_BYTES`] (64 MiB): the rest of the response
+    ///   is read and dropped, the connection stays `Ready`; read such results
+    ///   as a stream (`copy_out`, or `recv_message`) instead.
     /// - Kind `State`/`Closed` if the connection is busy or closed; kind
     ///   `Io`/`Protocol`/`Closed` if the stream fails (the connection is then `Closed`).
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<QueryResult>, Error> {
@@ -313,6 +318,9 @@ impl<T: Transport> Connection<T> {
         let mut results = Vec::new();
         let mut current = QueryResult::default();
         let mut server_error = None;
+        // Heap the collected rows take; `None` once over the cap, after which
+        // rows are dropped as they arrive and the response is only drained.
+        let mut collected = Some(0usize);
         loop {
             while let Some(m) = self.session.next_message()? {
                 match m {
@@ -322,11 +330,16 @@ impl<T: Transport> Connection<T> {
                             .map(|f| String::from_utf8_lossy(f.name).into_owned())
                             .collect();
                     }
-                    Message::DataRow(row) => current.rows.push(
-                        row.columns()
-                            .map(|c| c.map(|v| String::from_utf8_lossy(v).into_owned()))
-                            .collect(),
-                    ),
+                    Message::DataRow(row) => {
+                        collected = collected.and_then(|used| {
+                            collect_row(&mut current.rows, row, used)
+                                .filter(|&used| used <= MAX_SIMPLE_QUERY_RESULT_BYTES)
+                        });
+                        if collected.is_none() {
+                            current.rows = Vec::new();
+                            results.clear();
+                        }
+                    }
                     Message::CommandComplete { tag } => {
                         current.tag = String::from_utf8_lossy(tag).into_owned();
                         results.push(std::mem::take(&mut current));
@@ -337,9 +350,10 @@ impl<T: Transport> Connection<T> {
                         server_error.get_or_insert_with(|| fields.to_db_error());
                     }
                     Message::ReadyForQuery(_) => {
-                        return match server_error {
-                            Some(db) => Err(Error::server(db)),
-                            None => Ok(results),
+                        return match (server_error, collected) {
+                            (Some(db), _) => Err(Error::server(db)),
+                            (None, None) => Err(result_too_large()),
+                            (None, Some(_)) => Ok(results),
                         };
                     }
                     Message::CopyInResponse(_) => {
@@ -422,7 +436,7 @@ impl<T: Transport> Connection<T> {
             frontend::terminate(&mut buf);
             if let Some(t) = self.transport.as_mut() {
                 // Best effort, bounded: the server may already be gone.
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let _ = tokio::time::timeout(TERMINATE_WAIT, async {
                     t.write_all(&buf).await?;
                     t.flush().await
                 })
@@ -478,4 +492,32 @@ impl<T: Transport> Connection<T> {
         }
         result
     }
+}
+
+/// Appends `row` as text to `rows` and returns the heap the rows now take,
+/// `used` before; `None` if that overflows. Counted as the strings as
+/// converted (lossy UTF-8 can triple invalid bytes) plus each row's and
+/// column's bookkeeping, so an empty column or row is not free.
+fn collect_row(
+    rows: &mut Vec<Vec<Option<String>>>,
+    row: DataRow<&[u8]>,
+    used: usize,
+) -> Option<usize> {
+    let columns: Vec<Option<String>> = row
+        .columns()
+        .map(|c| c.map(|v| String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    let text: usize = columns.iter().flatten().map(String::len).sum();
+    let bookkeeping =
+        size_of::<Vec<Option<String>>>() + columns.len() * size_of::<Option<String>>();
+    rows.push(columns);
+    used.checked_add(text)?.checked_add(bookkeeping)
+}
+
+fn result_too_large() -> Error {
+    Error::usage(format!(
+        "simple_query result over {} MiB (MAX_SIMPLE_QUERY_RESULT_BYTES): its rows were dropped; \
+         read a result this large as a stream (copy_out, or recv_message) instead",
+        MAX_SIMPLE_QUERY_RESULT_BYTES >> 20
+    ))
 }

@@ -15,7 +15,7 @@ use tokio::io::AsyncRead;
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::internal::{Mutant, mutant};
-use crate::protocol::limits::MAX_COPY_DATA_CHUNK;
+use crate::protocol::limits::{COPY_CANCEL_WAIT, MAX_COPY_DATA_CHUNK};
 use crate::protocol::{DbError, Message, SqlState, frontend};
 use crate::session::State;
 use crate::transport::Transport;
@@ -147,9 +147,6 @@ impl std::fmt::Debug for CopyInOptions<'_> {
             .finish_non_exhaustive()
     }
 }
-
-/// Bound on the CancelRequest sent after a COPY IN timeout.
-const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 /// The rows count of a `COPY n` command tag.
 fn copy_rows(tag: &[u8]) -> u64 {
@@ -497,7 +494,7 @@ impl<T: Transport> Connection<T> {
         let Some(token) = self.cancel_token.clone() else {
             return;
         };
-        match tokio::time::timeout(CANCEL_WAIT, token.cancel()).await {
+        match tokio::time::timeout(COPY_CANCEL_WAIT, token.cancel()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not cancel the timed-out COPY"),
             Err(_) => tracing::warn!("cancel request for the timed-out COPY did not complete"),

@@ -42,7 +42,8 @@ pub enum ErrorKind {
     /// The server asked for something this library does not implement.
     Unsupported,
     /// The call does not fit the statement: `copy_out` given `COPY … FROM
-    /// STDIN`, a COPY call given a query that is not a COPY. The connection is
+    /// STDIN`, a COPY call given a query that is not a COPY, a `simple_query`
+    /// whose rows exceed `MAX_SIMPLE_QUERY_RESULT_BYTES`. The connection is
     /// left `Ready`.
     Usage,
     /// An application callback (a COPY sink or source) failed; its error is the

@@ -1,30 +1,55 @@
-//! Zero heap allocations per DataRow and per CopyData in steady state, counted
-//! by a global allocator. Its own binary, so nothing else allocates in between.
+//! Zero heap allocations per DataRow and per CopyData in steady state, and a
+//! live heap that follows the bytes a server sent rather than the length it
+//! declared, both measured by a global allocator. Its own binary, so nothing
+//! else allocates in between; the tests here take [`SERIAL`] so they do not
+//! count each other's allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use pg_transport::protocol::Message;
-use pg_transport::{RowCounter, Session, SessionConfig};
+use pg_transport::transport::UnixTransport;
+use pg_transport::{Connection, ErrorKind, RowCounter, Session, SessionConfig, State};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not yet freed.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Highest `LIVE` since the last [`live_peak_during`] began.
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Held by each test for its whole run: the counters are process-wide.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn grew(by: usize) {
+    let live = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        grew(layout.size());
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as our caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // Counted as the new block arriving before the old one leaves, as a
+        // moving reallocation holds both for a moment.
+        grew(new_size);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -32,6 +57,14 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed while holding the lock poisons it; the counters are
+    // still sound for the next one.
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
@@ -88,6 +121,7 @@ fn allocations_during(f: impl FnOnce()) -> u64 {
 
 #[test]
 fn zero_allocations_per_data_row_and_copy_data() {
+    let _serial = serial();
     let rows: Vec<u8> = (0..50_000).flat_map(data_row).collect();
     let copy_data = |i: u32| msg(b'd', format!("{i}\tvalue {i}\n").as_bytes());
     let copy: Vec<u8> = (0..50_000u32).flat_map(copy_data).collect();
@@ -144,4 +178,72 @@ fn zero_allocations_per_data_row_and_copy_data() {
     let n = allocations_during(|| pump(&mut s, &copy, 8_192, &mut drain));
     assert_eq!(n, 0, "allocations while receiving 50,000 CopyData as Bytes");
     assert!(bytes > 0);
+}
+
+/// The growth of the live heap above where it stood when `f` began, at its highest.
+async fn live_peak_during<F: Future>(f: F) -> (F::Output, usize) {
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let out = f.await;
+    (out, PEAK.load(Ordering::Relaxed).saturating_sub(before))
+}
+
+/// A server that declares a 512 MiB DataRow, sends 1 KiB of it and closes:
+/// the client's heap grows with the 1 KiB, not with the 512 MiB (issue 10 §2).
+#[test]
+fn a_declared_length_does_not_reserve_memory() {
+    let _serial = serial();
+    const DECLARED: usize = 512 << 20;
+    const SENT: usize = 1024;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client_end, mut server) = UnixStream::pair().unwrap();
+        let config = SessionConfig {
+            // Above the declared length, so the cap does not refuse the
+            // header and only the buffer's growth is under test.
+            max_message_len: DECLARED + (256 << 20),
+            ..SessionConfig::default()
+        };
+        let mut session = Session::new(config);
+        session.startup(&[("user", "u")]).unwrap();
+        session.send_buf().clear();
+        session.feed(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I").unwrap();
+        while session.next_message().unwrap().is_some() {}
+        let mut client = Connection::new(UnixTransport::from_stream(client_end), session);
+
+        let mut reply = vec![b'D'];
+        reply.extend_from_slice(&u32::try_from(DECLARED).unwrap().to_be_bytes());
+        reply.extend_from_slice(&1i16.to_be_bytes());
+        reply.resize(5 + SENT, b'x');
+        let peer = async move {
+            // The Query: its header, then the body the header counts.
+            let mut header = [0u8; 5];
+            server.read_exact(&mut header).await?;
+            assert_eq!(header[0], b'Q', "the client sends a Query");
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+            let mut body = vec![0u8; len as usize - 4];
+            server.read_exact(&mut body).await?;
+            server.write_all(&reply).await?;
+            server.shutdown().await
+        };
+        let ((result, growth), peer) =
+            tokio::join!(live_peak_during(client.simple_query("SELECT 1")), peer);
+        peer.expect("the scripted peer");
+        let e = result.expect_err("the server closed in the middle of a message");
+        assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
+        assert_eq!(client.state(), State::Closed);
+        eprintln!("live heap grew by {growth} bytes reading {SENT} of a declared {DECLARED}");
+        assert!(
+            growth < 16 << 20,
+            "the live heap grew by {growth} bytes for {SENT} bytes sent of {DECLARED} declared"
+        );
+        assert!(
+            client.session().recv_buf().capacity() < 16 << 20,
+            "receive buffer capacity {}",
+            client.session().recv_buf().capacity()
+        );
+    });
 }

@@ -2,8 +2,8 @@
 //! exactly what the test wrote: `set_read_spin` (a read that finds the socket
 //! empty in the middle of a response stays runnable for its budget, then
 //! parks; an idle connection never spins; spinning changes nothing about what
-//! is read), and notifications that arrive in the same read as a
-//! ReadyForQuery.
+//! is read), notifications that arrive in the same read as a
+//! ReadyForQuery, and the cap on what `simple_query` collects.
 
 use std::io;
 use std::pin::{Pin, pin};
@@ -189,4 +189,59 @@ fn notification_behind_ready_for_query_is_delivered() {
         assert_eq!(n.unwrap().unwrap().payload, "two");
     });
     assert_eq!(c.state(), pg_transport::State::Ready);
+}
+
+/// One backend message: type byte, length counting itself, body.
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&(i32::try_from(body.len()).unwrap() + 4).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A server that answers a simple query with more rows than the cap allows
+/// gets a `Usage` error naming the cap, not a client that collects them all;
+/// the response is drained, so the connection answers the next query.
+#[test]
+fn simple_query_refuses_a_result_over_the_cap() {
+    use pg_transport::protocol::limits::MAX_SIMPLE_QUERY_RESULT_BYTES;
+    const COLUMN: usize = 1 << 20;
+    let rows = MAX_SIMPLE_QUERY_RESULT_BYTES / COLUMN + 1;
+    let rt = runtime();
+    let (mut c, mut server) = client(&rt);
+    let mut row = 1i16.to_be_bytes().to_vec();
+    row.extend_from_slice(&i32::try_from(COLUMN).unwrap().to_be_bytes());
+    row.resize(row.len() + COLUMN, b'x');
+    let row = message(b'D', &row);
+    let tail = [
+        message(b'C', format!("SELECT {rows}\0").as_bytes()),
+        message(b'Z', b"I"),
+    ]
+    .concat();
+    let reply = async {
+        server
+            .write_all(b"T\0\0\0\x1a\0\x01a\0\0\0\0\0\0\0\0\0\0\x19\xff\xff\xff\xff\xff\xff\0\0")
+            .await?;
+        for _ in 0..rows {
+            server.write_all(&row).await?;
+        }
+        server.write_all(&tail).await?;
+        // The second query's answer: one small row.
+        server
+            .write_all(b"D\0\0\0\x0b\0\x01\0\0\0\x01y\x43\0\0\0\x0dSELECT 1\0Z\0\0\0\x05I")
+            .await
+    };
+    let (result, written) =
+        rt.block_on(async { tokio::join!(c.simple_query("SELECT big"), reply) });
+    written.expect("the scripted server writes its reply");
+    let e = result.expect_err("a result over the cap");
+    assert_eq!(e.kind(), pg_transport::ErrorKind::Usage, "{e}");
+    assert!(
+        e.to_string().contains("MAX_SIMPLE_QUERY_RESULT_BYTES"),
+        "the error names the limit: {e}"
+    );
+    assert_eq!(c.state(), pg_transport::State::Ready);
+    let next = rt.block_on(c.simple_query("SELECT 1")).unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].rows, [[Some("y".to_owned())]]);
 }

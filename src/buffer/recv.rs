@@ -108,7 +108,7 @@ impl RecvBuf {
         self.pos
     }
 
-    /// The read size the next [`RecvBuf::prepare_read`] reserves at least.
+    /// The room the next [`RecvBuf::prepare_read`] reserves at least.
     pub fn read_size(&self) -> usize {
         self.read_size
     }
@@ -143,13 +143,18 @@ impl RecvBuf {
     /// at most its spare capacity, then call [`RecvBuf::commit_read`].
     ///
     /// `missing` is how many more bytes the message being received still needs
-    /// (0 if unknown); the room reserved is the larger of that and the read size.
-    /// The caller must have checked `missing` against its message-size cap.
+    /// (0 if unknown). The room reserved is the read size, or for a larger
+    /// message as much of `missing` as is already buffered unread, never more:
+    /// memory follows the bytes that arrived, not the length a header claims, so a
+    /// server that declares 512 MiB and sends 1 KiB costs a read's worth, while
+    /// a message that really is large still arrives in O(log n) reallocations
+    /// (the room at most doubles what is buffered). The caller must have
+    /// checked `missing` against its message-size cap.
     /// Unread bytes move to the front here, and only if the room at the end is
     /// too small; a buffer grown for a large message is reallocated back to its
     /// normal size once that message is consumed.
     pub fn prepare_read(&mut self, missing: usize) -> &mut BytesMut {
-        let want = self.read_size.max(missing);
+        let want = self.read_size.max(missing.min(self.len()));
         if self.pos == self.data.len() {
             self.data.clear();
             self.pos = 0;
@@ -157,7 +162,7 @@ impl RecvBuf {
         if self.spare() < want {
             self.compact();
         }
-        self.shrink_if_oversized(want);
+        self.shrink_if_oversized(self.read_size.max(missing), want);
         if self.spare() < want {
             self.data.reserve(want);
         }
@@ -205,11 +210,16 @@ impl RecvBuf {
         self.pos = 0;
     }
 
-    fn shrink_if_oversized(&mut self, want: usize) {
+    /// Reallocates an oversized buffer to its normal size, unless the message
+    /// being received (`declared` more bytes) would need the room again: a
+    /// large message arriving right after another keeps the capacity it has
+    /// instead of shrinking and growing back. `want` is the room the fresh
+    /// buffer needs now.
+    fn shrink_if_oversized(&mut self, declared: usize, want: usize) {
         let normal = self.config.normal_capacity();
-        let needed = self.len() + want;
+        let needed = self.len().saturating_add(declared);
         if self.data.capacity() > self.config.shrink_above && needed <= self.config.shrink_above {
-            let mut fresh = BytesMut::with_capacity(normal.max(needed));
+            let mut fresh = BytesMut::with_capacity(normal.max(self.len() + want));
             fresh.extend_from_slice(self.unread());
             self.data = fresh;
             self.pos = 0;
@@ -240,11 +250,14 @@ mod tests {
             b"abcdef",
             "enough room at the end: nothing moved"
         );
-        // Ask for more than the end has: now the unread bytes move to the front.
-        let cap = buf.capacity();
-        buf.prepare_read(cap);
+        // Fill the end until it has less room than a read: now the unread
+        // bytes move to the front.
+        let filler = vec![b'x'; buf.capacity() - 6 - 10];
+        buf.extend_from_slice(&filler);
+        assert_eq!(buf.position(), 2, "the filler fitted at the end");
+        buf.prepare_read(0);
         assert_eq!(buf.position(), 0);
-        assert_eq!(buf.unread(), b"cdef");
+        assert_eq!(buf.unread().get(..4), Some(&b"cdef"[..]));
     }
 
     #[test]
@@ -272,6 +285,40 @@ mod tests {
             buf.commit_read(n);
         }
         assert_eq!(buf.read_size(), config.read_size_max);
+    }
+
+    #[test]
+    fn a_declared_length_reserves_only_what_arrived() {
+        let mut buf = RecvBuf::default();
+        buf.extend_from_slice(&[0u8; 1024]);
+        let room = buf.prepare_read(512 << 20);
+        assert!(
+            room.capacity() <= 64 * 1024,
+            "reserved {} for 1 KiB buffered of a 512 MiB message",
+            room.capacity()
+        );
+    }
+
+    #[test]
+    fn a_large_message_grows_in_few_reallocations() {
+        let mut buf = RecvBuf::default();
+        let total = 64 << 20;
+        let mut reallocations = 0;
+        let mut capacity = buf.capacity();
+        while buf.len() < total {
+            let left = total - buf.len();
+            let room = buf.prepare_read(left);
+            let n = (room.capacity() - room.len()).min(left);
+            room.resize(room.len() + n, 7);
+            buf.commit_read(n);
+            if buf.capacity() != capacity {
+                reallocations += 1;
+                capacity = buf.capacity();
+            }
+        }
+        // 16 KiB to 64 MiB by doubling is 12 steps.
+        assert!(reallocations <= 14, "{reallocations} reallocations");
+        assert!(buf.capacity() <= 2 * total, "capacity {}", buf.capacity());
     }
 
     #[test]

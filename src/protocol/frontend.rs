@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 
 use super::error::EncodeError;
-use super::limits::MAX_FRONTEND_BODY_LEN;
+use super::limits::{MAX_COPY_FAIL_REASON_LEN, MAX_FRONTEND_BODY_LEN};
 
 /// Protocol version 3.0 as sent in a StartupMessage: major 3 in the high 16 bits.
 pub const PROTOCOL_VERSION_3_0: i32 = 0x0003_0000;
@@ -307,11 +307,12 @@ pub fn copy_done(buf: &mut BytesMut) {
     empty(buf, COPY_DONE_TAG);
 }
 
-/// CopyFail with `reason`. NUL bytes in `reason` are replaced by `?` rather than
-/// refused: the reason usually comes from an error we must report, not from SQL.
+/// CopyFail with `reason`. NUL bytes in `reason` are replaced by `?`, and a
+/// reason over [`MAX_COPY_FAIL_REASON_LEN`] is cut at a character boundary,
+/// rather than refused: the reason usually comes from an error we must report,
+/// not from SQL, and the CopyFail must go out for the COPY to end.
 pub fn copy_fail(buf: &mut BytesMut, reason: &str) {
-    const MAX_REASON: usize = 64 * 1024;
-    let mut end = reason.len().min(MAX_REASON);
+    let mut end = reason.len().min(MAX_COPY_FAIL_REASON_LEN);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }

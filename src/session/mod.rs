@@ -12,7 +12,8 @@
 //!    the state only if encoding succeeded. Write the send buffer out.
 //! 2. Call [`Session::next_message`] (or `_with` / `_owned`) until it returns
 //!    `Ok(None)`: the buffer then holds no complete message.
-//! 3. Read: [`Session::prepare_read`] returns the buffer to append to; after the
+//! 3. Read: [`Session::prepare_read`] returns the buffer to append to (its room
+//!    grows with the bytes that arrive, never with a declared length); after the
 //!    read call [`Session::commit_read`] with the byte count. EOF or a read error
 //!    goes to [`Session::close`]. Then back to 2.
 //!
@@ -35,7 +36,7 @@ use crate::protocol::backend::{
     self, COPY_DATA_TAG, DATA_ROW_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG, NOTICE_RESPONSE_TAG,
     NOTIFICATION_RESPONSE_TAG, PARAMETER_STATUS_TAG,
 };
-use crate::protocol::limits::{DEFAULT_MAX_MESSAGE_LEN, HEADER_LEN};
+use crate::protocol::limits::{DEFAULT_MAX_MESSAGE_LEN, DEFAULT_NOTIFICATION_CAPACITY, HEADER_LEN};
 use crate::protocol::{
     Authentication, DataRow, DbError, EncodeError, Header, Message, ProtocolError,
     TransactionStatus, frontend,
@@ -54,7 +55,9 @@ pub struct SessionConfig {
     pub max_message_len: usize,
     /// Receive buffer sizing.
     pub recv: RecvBufConfig,
-    /// Notification queue capacity; 0 = unbounded (the default: nothing is lost).
+    /// Notification queue capacity (default [`DEFAULT_NOTIFICATION_CAPACITY`]:
+    /// past it the oldest is dropped and the overflow reported); 0 = unbounded,
+    /// for a caller that would rather hold every notification in memory.
     pub notification_capacity: usize,
 }
 
@@ -63,7 +66,7 @@ impl Default for SessionConfig {
         Self {
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             recv: RecvBufConfig::default(),
-            notification_capacity: 0,
+            notification_capacity: DEFAULT_NOTIFICATION_CAPACITY,
         }
     }
 }
@@ -251,10 +254,12 @@ impl Session {
         self.core.apply(event)
     }
 
-    /// Returns the buffer to read into, with room reserved for the message being
-    /// received (checked against the size cap first: a hostile length never
-    /// grows the buffer). Append at most its spare capacity, then call
-    /// [`Session::commit_read`].
+    /// Returns the buffer to read into, with room for the next read. A buffered
+    /// header is checked against the size cap first; under the cap, its length
+    /// still reserves nothing by itself: the room grows with the bytes that
+    /// arrive (at most doubling what is buffered, see [`RecvBuf::prepare_read`]),
+    /// so memory follows what the server sent, not what it claimed. Append at
+    /// most its spare capacity, then call [`Session::commit_read`].
     ///
     /// # Errors
     /// Kind `Closed` on a closed session (do not read); kind `Protocol` (and the

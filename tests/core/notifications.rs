@@ -139,3 +139,19 @@ fn e59_pulling_takes_exclusive_access() {
     let mut s = ready_session(SessionConfig::default());
     assert!(pull(&mut s).is_none());
 }
+
+/// The default queue is bounded: a session nobody pulls from holds at most
+/// `DEFAULT_NOTIFICATION_CAPACITY` notifications and reports the rest dropped.
+#[test]
+fn default_queue_is_bounded() {
+    use pg_transport::protocol::limits::DEFAULT_NOTIFICATION_CAPACITY;
+    let mut s = ready_session(SessionConfig::default());
+    let stream: Vec<u8> = (0..=DEFAULT_NOTIFICATION_CAPACITY)
+        .flat_map(|i| notification(1, "c", &i.to_string()))
+        .collect();
+    s.feed(&stream).unwrap();
+    assert!(s.next_message().unwrap().is_none());
+    let overflow = s.pop_notification().unwrap().unwrap_err();
+    assert_eq!(overflow.notifications_dropped(), Some(1));
+    assert_eq!(s.pop_notification().unwrap().unwrap().payload, "1");
+}

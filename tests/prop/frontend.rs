@@ -250,3 +250,20 @@ fn counts_over_the_protocol_limit_are_refused() {
     ));
     assert!(buf.is_empty());
 }
+
+/// A reason over the cap is cut to it, at a character boundary (a two-byte
+/// character straddles the cap here), and still ends in one NUL.
+#[test]
+fn copy_fail_truncates_a_long_reason_at_a_character_boundary() {
+    use pg_transport::protocol::limits::MAX_COPY_FAIL_REASON_LEN;
+    let reason = format!(
+        "{}é{}",
+        "x".repeat(MAX_COPY_FAIL_REASON_LEN - 1),
+        "y".repeat(1000)
+    );
+    let mut buf = BytesMut::new();
+    frontend::copy_fail(&mut buf, &reason);
+    let mut want = "x".repeat(MAX_COPY_FAIL_REASON_LEN - 1).into_bytes();
+    want.push(0);
+    assert_eq!(decode(&buf, false), tagged(b'f', want));
+}

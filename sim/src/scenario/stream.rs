@@ -1,17 +1,25 @@
 //! Stream-level scenarios over the sans-IO session (no network yet).
 
 use pg_transport::protocol::Message;
+use pg_transport::protocol::limits::DEFAULT_MAX_MESSAGE_LEN;
 use pg_transport::{ErrorKind, Session, SessionConfig, State};
 
 use super::Outcome;
 use crate::seed::{Rng, Seed};
 use crate::server::encode::{Sent, authentication_ok, ready_for_query};
 
-/// Message cap for the simulated client: small, so oversize faults are cheap.
-const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// Message cap for half the runs: small, so a buffer that grew towards the cap
+/// shows; the other half run with the library's default, which a declared
+/// length must not turn into a reservation either.
+const SMALL_MAX_MESSAGE_LEN: usize = 64 * 1024;
+
+/// Largest read the session's default receive buffer asks for.
+const READ_SIZE_MAX: usize = 256 * 1024;
 
 struct Run {
     rng: Rng,
+    /// The client's message cap, drawn from the seed.
+    max_message_len: usize,
     faults: u32,
     splits: u32,
     transcript: Vec<String>,
@@ -19,11 +27,17 @@ struct Run {
 
 impl Run {
     fn new(seed: Seed) -> Self {
+        let mut rng = Rng::new(seed);
+        let max_message_len = match rng.one_in(2) {
+            true => DEFAULT_MAX_MESSAGE_LEN,
+            false => SMALL_MAX_MESSAGE_LEN,
+        };
         Self {
-            rng: Rng::new(seed),
+            rng,
+            max_message_len,
             faults: 0,
             splits: 0,
-            transcript: Vec::new(),
+            transcript: vec![format!("max_message_len {max_message_len}")],
         }
     }
 
@@ -71,9 +85,9 @@ impl Run {
     }
 }
 
-fn busy_session() -> Result<Session, String> {
+fn busy_session(max_message_len: usize) -> Result<Session, String> {
     let mut s = Session::new(SessionConfig {
-        max_message_len: MAX_MESSAGE_LEN,
+        max_message_len,
         ..SessionConfig::default()
     });
     s.startup(&[("user", "sim")]).map_err(|e| e.to_string())?;
@@ -114,9 +128,12 @@ fn deliver(
         s.commit_read(n);
         fed += n;
         run.splits += u32::from(fed < wire.len());
-        if s.recv_buf().capacity() > 2 * (MAX_MESSAGE_LEN + 256 * 1024) {
+        // Memory follows the bytes that arrived: never more than about twice
+        // what was fed (and never past the cap), plus a read's room.
+        let bound = 2 * (fed.min(run.max_message_len) + READ_SIZE_MAX);
+        if s.recv_buf().capacity() > bound {
             return Err(format!(
-                "receive buffer grew to {} bytes",
+                "receive buffer grew to {} bytes after {fed} arrived (bound {bound})",
                 s.recv_buf().capacity()
             ));
         }
@@ -173,7 +190,7 @@ fn reply(run: &mut Run) -> (Vec<Sent>, Vec<u8>, Vec<usize>) {
 pub(crate) fn query_stream(seed: Seed) -> Outcome {
     let mut run = Run::new(seed);
     let result = (|| {
-        let mut s = busy_session()?;
+        let mut s = busy_session(run.max_message_len)?;
         let (sent, wire, ends) = reply(&mut run);
         let visible: Vec<(usize, &Sent)> = sent
             .iter()
@@ -267,7 +284,7 @@ fn tag_of(m: &Message<&[u8]>) -> String {
 pub(crate) fn copy_out(seed: Seed) -> Outcome {
     let mut run = Run::new(seed);
     let result = (|| {
-        let mut s = busy_session()?;
+        let mut s = busy_session(run.max_message_len)?;
         let mut wire = vec![b'H', 0, 0, 0, 9, 0, 0, 1, 0, 0];
         let mut sent = Vec::new();
         for _ in 0..1 + run.rng.below(60) {
@@ -333,7 +350,7 @@ fn owned_tag(m: &Message<bytes::Bytes>) -> String {
 pub(crate) fn corrupt_frame(seed: Seed) -> Outcome {
     let mut run = Run::new(seed);
     let result = (|| {
-        let mut s = busy_session()?;
+        let mut s = busy_session(run.max_message_len)?;
         let (sent, mut wire, ends) = reply(&mut run);
         let victim = run.rng.below(sent.len());
         let at = if victim == 0 { 0 } else { ends[victim - 1] };
@@ -341,9 +358,12 @@ pub(crate) fn corrupt_frame(seed: Seed) -> Outcome {
         match fault {
             0 => wire[at] = b"XQP?@!V"[run.rng.below(7)],
             1 => wire[at + 1..at + 5].copy_from_slice(&(run.rng.below(4) as i32 - 1).to_be_bytes()),
-            _ => wire[at + 1..at + 5].copy_from_slice(
-                &((MAX_MESSAGE_LEN + 1 + run.rng.below(1 << 30)) as i32).to_be_bytes(),
-            ),
+            _ => {
+                // Over the cap, and still a positive i32 under the default cap.
+                let over = run.max_message_len + 1;
+                let len = over + run.rng.below(i32::MAX as usize - over);
+                wire[at + 1..at + 5].copy_from_slice(&(len as i32).to_be_bytes());
+            }
         }
         run.faults += 1;
         run.transcript
@@ -389,7 +409,7 @@ pub(crate) fn corrupt_frame(seed: Seed) -> Outcome {
 pub(crate) fn eof_mid_stream(seed: Seed) -> Outcome {
     let mut run = Run::new(seed);
     let result = (|| {
-        let mut s = busy_session()?;
+        let mut s = busy_session(run.max_message_len)?;
         let (sent, wire, ends) = reply(&mut run);
         let cut = run.rng.below(wire.len());
         run.faults += 1;

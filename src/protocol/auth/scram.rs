@@ -8,16 +8,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use super::super::limits::{MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS};
+
 /// Mechanism name without channel binding.
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 /// Mechanism name with channel binding.
 pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
-
-/// Smallest iteration count we accept (RFC 7677 recommends at least 4096; a
-/// lower count from a server is a downgrade).
-const MIN_ITERATIONS: u32 = 4096;
-/// Largest iteration count we run: bounds the CPU a hostile server can make us burn.
-const MAX_ITERATIONS: u32 = 10_000_000;
 
 /// Channel binding as it goes into the GS2 header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +37,9 @@ pub enum ScramError {
     #[error("SCRAM server nonce does not start with the client nonce")]
     NonceMismatch,
     /// The iteration count is outside what we accept.
-    #[error("SCRAM iteration count {0} is outside the accepted range 4096..=10000000")]
+    #[error(
+        "SCRAM iteration count {0} is outside the accepted range {MIN_SCRAM_ITERATIONS}..={MAX_SCRAM_ITERATIONS}"
+    )]
     Iterations(u32),
     /// The server sent `e=...`.
     #[error("SCRAM authentication failed on the server: {0}")]
@@ -140,7 +138,7 @@ impl ScramClient {
         if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
             return Err(ScramError::NonceMismatch);
         }
-        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        if !(MIN_SCRAM_ITERATIONS..=MAX_SCRAM_ITERATIONS).contains(&iterations) {
             return Err(ScramError::Iterations(iterations));
         }
         let salted = hi(&self.password, &salt, iterations);
@@ -320,5 +318,21 @@ mod tests {
             ScramError::Iterations(1)
         );
         assert_eq!(c.client_first()[..3], *b"y,,");
+    }
+
+    /// Above the cap the count is refused before any PBKDF2 runs (without the
+    /// cap this test would grind through ten million iterations and pass the
+    /// exchange on).
+    #[test]
+    fn refuses_an_iteration_count_over_the_cap() {
+        let over = MAX_SCRAM_ITERATIONS + 1;
+        let mut c = ScramClient::new("pw", "abc", ChannelBinding::NotOffered);
+        let first = format!("r=abc123,s=AAAA,i={over}");
+        let e = c.server_first(first.as_bytes()).unwrap_err();
+        assert_eq!(e, ScramError::Iterations(over));
+        assert_eq!(
+            e.to_string(),
+            "SCRAM iteration count 10000001 is outside the accepted range 4096..=10000000"
+        );
     }
 }
