@@ -396,3 +396,19 @@ fn code_and_string_mean_the_same() {
         parse("require_auth=scram-sha-256,none sslcertmode=disable sslsni=0")
     );
 }
+
+/// The README's table names every keyword, accepted or refused.
+#[test]
+fn the_readme_lists_every_keyword() {
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("### Every connection option")
+        .nth(1)
+        .expect("the README's option table");
+    for key in KEYWORDS.iter().chain(REFUSED_KEYWORDS) {
+        assert!(
+            table.contains(&format!("`{key}`")),
+            "{key} is not in the README's table"
+        );
+    }
+}
