@@ -380,14 +380,16 @@ impl<T: Transport> Connection<T> {
         self.check_not_abandoned()?;
         self.session.query(sql)?;
         self.begin()?;
+        // Kept outside the loop so that a later failure (the transport
+        // breaking while the rest is drained) cannot hide the first cause.
+        let mut sink_error: Option<BoxError> = None;
+        let mut outcome: Option<Error> = None;
         let result = async {
             self.flush_send_buf().await?;
             if let Start::Done(e) = self.await_copy_start(false).await? {
                 return Err(e);
             }
-            let mut sink_error: Option<BoxError> = None;
             let mut rows = 0;
-            let mut outcome: Option<Error> = None;
             loop {
                 // The hot path: CopyData straight to the sink, no Message built.
                 if sink_error.is_none() {
@@ -423,13 +425,14 @@ impl<T: Transport> Connection<T> {
                     _ => {}
                 }
             }
-            if let Some(e) = sink_error {
-                return Err(Error::callback("COPY OUT sink failed", e));
-            }
-            outcome.map_or(Ok(rows), Err)
+            Ok(rows)
         }
         .await;
-        self.end(result)
+        let first = match sink_error {
+            Some(e) => Some(Error::callback("COPY OUT sink failed", e)),
+            None => outcome,
+        };
+        self.end(first_cause(first, result))
     }
 
     /// Runs `COPY … FROM STDIN`, sending what `source` yields; returns the row
@@ -705,11 +708,11 @@ impl<T: Transport> Connection<T> {
             frontend::copy_done(&mut done);
             out.push_message(done.freeze());
         }
-        std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await?;
-        let result = match self.drain_copy_result().await {
-            Ok(_) | Err(_) if self.session.state() == State::Ready => Err(Error::server(first)),
-            other => other,
+        let drained = match std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await {
+            Ok(()) => self.drain_copy_result().await,
+            Err(e) => Err(e),
         };
+        let result = first_cause(Some(Error::server(first)), drained);
         self.end_copy_in(result).await
     }
 
@@ -721,14 +724,12 @@ impl<T: Transport> Connection<T> {
         frontend::copy_fail(self.session.send_buf().buf_mut(), &reason);
         let fail = self.session.send_buf().buf_mut().split().freeze();
         out.push_message(fail);
-        std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await?;
-        let drained = self.drain_copy_result().await;
-        match self.end_copy_in(drained).await {
-            Ok(_) | Err(_) if self.session.state() == State::Ready => {
-                Err(Error::callback("COPY IN source failed", e))
-            }
-            other => other,
-        }
+        let drained = match std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await {
+            Ok(()) => self.drain_copy_result().await,
+            Err(e) => Err(e),
+        };
+        let drained = self.end_copy_in(drained).await;
+        first_cause(Some(Error::callback("COPY IN source failed", e)), drained)
     }
 
     /// Reads the end of a COPY: CommandComplete's row count, or the server's
@@ -783,16 +784,28 @@ impl<T: Transport> Connection<T> {
     /// The COPY IN ended in `result`; after a server error, fence off stray
     /// replies (see [`Self::fence_stray_replies`]). If the fence fails the
     /// stream cannot be trusted: `Closed`, and the COPY's own error is still
-    /// the one returned.
+    /// the one returned, with the fence's failure as its [`Error::later`].
     async fn end_copy_in(&mut self, result: Result<u64, Error>) -> Result<u64, Error> {
         let server_error = matches!(&result, Err(e) if e.as_db_error().is_some());
         if server_error && self.session.state() == State::Ready {
-            if let Err(e) = self.fence_stray_replies().await {
-                tracing::debug!("fence after an aborted COPY IN failed: {e}");
+            if let Err(later) = self.fence_stray_replies().await {
                 self.session.close();
+                return result.map_err(|first| first.then(later));
             }
         }
         result
+    }
+}
+
+/// When an operation met two failures, the first is the one reported. A
+/// later failure of the connection is attached to it ([`Error::later`]); a
+/// later server error (the server's answer to CopyFail, a stray reply) only
+/// repeats the first and is dropped. The connection's state says what is left.
+fn first_cause(first: Option<Error>, result: Result<u64, Error>) -> Result<u64, Error> {
+    match (first, result) {
+        (Some(first), Err(later)) if later.as_db_error().is_none() => Err(first.then(later)),
+        (Some(first), _) => Err(first),
+        (None, result) => result,
     }
 }
 

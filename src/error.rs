@@ -65,6 +65,7 @@ struct Inner {
     db: Option<DbError>,
     dropped: u64,
     hosts: Vec<(String, Error)>,
+    later: Option<Box<Error>>,
 }
 
 /// `Result` with this crate's [`Error`].
@@ -79,6 +80,7 @@ impl Error {
             db: None,
             dropped: 0,
             hosts: Vec::new(),
+            later: None,
         }))
     }
 
@@ -116,6 +118,24 @@ impl Error {
     /// path) with the error it gave, in the order tried.
     pub fn host_errors(&self) -> &[(String, Self)] {
         &self.0.hosts
+    }
+
+    /// A failure that came after this one in the same operation (the
+    /// transport breaking while the rest of a response was drained after the
+    /// server's error or a callback's, say). This error is the first cause,
+    /// the one reported; the connection's state says what the later failure
+    /// left (usually `Closed`). When this error has no cause of its own, the
+    /// later failure is also its [`source`](std::error::Error::source).
+    pub fn later(&self) -> Option<&Self> {
+        self.0.later.as_deref()
+    }
+
+    /// Attaches `later` (see [`Error::later`]); the first one attached stays.
+    pub(crate) fn then(mut self, later: Self) -> Self {
+        if self.0.later.is_none() {
+            self.0.later = Some(Box::new(later));
+        }
+        self
     }
 
     /// For [`ErrorKind::NotificationOverflow`]: how many notifications were dropped.
@@ -268,6 +288,9 @@ impl fmt::Debug for Error {
         if let Some(source) = &self.0.source {
             d.field("source", source);
         }
+        if let Some(later) = &self.0.later {
+            d.field("later", later);
+        }
         d.finish()
     }
 }
@@ -280,10 +303,11 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match (&self.0.source, &self.0.db) {
-            (Some(s), _) => Some(&**s as &(dyn StdError + 'static)),
-            (None, Some(db)) => Some(db),
-            (None, None) => None,
+        match (&self.0.source, &self.0.later, &self.0.db) {
+            (Some(s), _, _) => Some(&**s as &(dyn StdError + 'static)),
+            (None, Some(later), _) => Some(&**later as &(dyn StdError + 'static)),
+            (None, None, Some(db)) => Some(db),
+            (None, None, None) => None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod cluster;
 mod connect;
 mod copy;
 mod copy_peers;
+mod first_cause;
 mod liveness;
 mod options;
 mod peers;
