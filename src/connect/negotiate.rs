@@ -101,6 +101,7 @@ pub(crate) async fn start_tls<T: Transport>(
     let attempt = setup.attempt();
     let host = match &name {
         ServerName::DnsName(n) => n.as_ref().to_owned(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
         other => format!("{other:?}"),
     };
     let mut tls = TlsTransport::connect(socket, attempt.config.clone(), name)

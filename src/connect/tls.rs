@@ -218,7 +218,16 @@ impl TlsSetup {
                 C::NotValidForName | C::NotValidForNameContext { .. } => {
                     let names = match c {
                         C::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
-                            format!(" (it names {})", presented.join(", "))
+                            // WebPKI writes each name in Debug form: `DnsName("db")`.
+                            let names: Vec<&str> = presented
+                                .iter()
+                                .map(|n| {
+                                    n.strip_prefix("DnsName(\"")
+                                        .and_then(|n| n.strip_suffix("\")"))
+                                        .unwrap_or(n)
+                                })
+                                .collect();
+                            format!(" (it names {})", names.join(", "))
                         }
                         _ => String::new(),
                     };
