@@ -158,9 +158,9 @@ impl Config {
                     _ => return Err(bad("expected postgres or direct")),
                 }
             }
-            "sslrootcert" => self.ssl_root_cert = Some(value.into()),
-            "sslcert" => self.ssl_cert = Some(value.into()),
-            "sslkey" => self.ssl_key = Some(value.into()),
+            "sslrootcert" => self.ssl_root_cert = path(value),
+            "sslcert" => self.ssl_cert = path(value),
+            "sslkey" => self.ssl_key = path(value),
             "channel_binding" => {
                 self.channel_binding = match value {
                     "disable" => ChannelBinding::Disable,
@@ -204,7 +204,7 @@ impl Config {
                     _ => return Err(bad("expected disable or random")),
                 }
             }
-            "passfile" => self.passfile = Some(value.into()),
+            "passfile" => self.passfile = path(value),
             // libpq's legacy spelling, still accepted in strings and URLs.
             "requiressl" => {
                 self.ssl_mode = if value.starts_with('1') {

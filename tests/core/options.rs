@@ -144,7 +144,18 @@ fn tls_settings() {
         !format!("{c:?}").contains("pw\""),
         "sslpassword is redacted"
     );
-    assert_eq!(parse("sslcrl=''").ssl_crl, None, "empty means unset");
+    for empty in [
+        "sslcrl",
+        "sslcrldir",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "passfile",
+        "servicefile",
+    ] {
+        let c = parse(&format!("{empty}=''"));
+        assert_eq!(c, Config::new(), "{empty}: empty means unset, as in libpq");
+    }
     for v in ["TLSv1", "TLSv1.1"] {
         let why = refused(&format!("ssl_min_protocol_version={v}"));
         assert!(why.contains("before 1.2 are not supported"), "{why}");
