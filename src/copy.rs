@@ -627,6 +627,9 @@ impl<T: Transport> Connection<T> {
     /// `Ok(Some(error))` if the server aborted (the write may be unfinished).
     async fn write_watching(&mut self, out: &mut Outgoing) -> Result<Option<DbError>, Error> {
         std::future::poll_fn(|cx| {
+            if mutant(Mutant::CopyInIgnoresWatch) {
+                return self.poll_write_out(cx, out).map_ok(|()| None);
+            }
             if let Poll::Ready(aborted) = self.poll_watch(cx) {
                 return Poll::Ready(aborted.map(Some));
             }
@@ -643,6 +646,12 @@ impl<T: Transport> Connection<T> {
         cx: &mut Context<'_>,
         out: &mut Outgoing,
     ) -> Poll<Result<Option<DbError>, Error>> {
+        if mutant(Mutant::CopyInIgnoresWatch) {
+            if out.is_empty() {
+                return Poll::Pending;
+            }
+            return self.poll_write_out(cx, out).map_ok(|()| None);
+        }
         if let Poll::Ready(aborted) = self.poll_watch(cx) {
             return Poll::Ready(aborted.map(Some));
         }
@@ -925,7 +934,12 @@ impl Outgoing {
     fn keep_started_frame_only(&mut self) {
         self.open.clear();
         let keep_until = match self.message_ends.front() {
-            Some(&end) if self.written > self.last_boundary => end,
+            Some(&end)
+                if self.written > self.last_boundary
+                    && !mutant(Mutant::CopyInDropsStartedFrame) =>
+            {
+                end
+            }
             _ => self.written,
         };
         let mut keep = usize::try_from(keep_until - self.written).unwrap_or(usize::MAX);

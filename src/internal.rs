@@ -49,15 +49,39 @@ pub enum Mutant {
     CopyDoneAfterAbort = 3,
     /// A protocol error does not close the session, so it can be reused.
     ReuseAfterProtocolError = 4,
+    /// The COPY IN write loop does not watch for the server's error while it
+    /// writes (only the last look before CopyDone remains).
+    CopyInIgnoresWatch = 5,
+    /// A backend header whose length field is below 4 is accepted.
+    HeaderLenUnder4 = 6,
+    /// The SCRAM server signature (server-final `v=`) is not checked.
+    ScramSkipsServerSignature = 7,
+    /// After an abort, the COPY IN frame already partly written is dropped
+    /// instead of finished.
+    CopyInDropsStartedFrame = 8,
+    /// `RecvBuf::compact` forgets to move the unread bytes to the front.
+    CompactSkipsMove = 9,
+    /// `Session::next_copy_data_joined` joins past a message that is not
+    /// CopyData.
+    JoinedPastNonCopyData = 10,
 }
 
 impl Mutant {
     /// Every planted bug, with the name the simulation runner takes.
-    pub const ALL: [(&'static str, Self); 4] = [
+    pub const ALL: [(&'static str, Self); 10] = [
         ("notification-no-advance", Self::NotificationNoAdvance),
         ("accept-bytes-after-s", Self::AcceptBytesAfterS),
         ("copy-done-after-abort", Self::CopyDoneAfterAbort),
         ("reuse-after-protocol-error", Self::ReuseAfterProtocolError),
+        ("copy-in-ignores-watch", Self::CopyInIgnoresWatch),
+        ("header-len-under-4", Self::HeaderLenUnder4),
+        (
+            "scram-skips-server-signature",
+            Self::ScramSkipsServerSignature,
+        ),
+        ("copy-in-drops-started-frame", Self::CopyInDropsStartedFrame),
+        ("compact-skips-move", Self::CompactSkipsMove),
+        ("joined-past-non-copy-data", Self::JoinedPastNonCopyData),
     ];
 }
 

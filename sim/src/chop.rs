@@ -151,7 +151,16 @@ impl<T: Transport> AsyncRead for Chop<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.stall(cx) {
+        // A spurious `Pending` is a stall, not a lie about data that has been
+        // sitting in the socket: once the server's COPY IN error is known to
+        // have arrived (peeked), the next read is not stalled. Otherwise a
+        // stall at the start of every batch would let whole batches pass
+        // the receive watch, which no socket does.
+        let waiting = this
+            .frames
+            .as_ref()
+            .is_some_and(|f| f.log.lock().unwrap().error_arrived);
+        if !waiting && this.stall(cx) {
             return Poll::Pending;
         }
         let left = this.left(true);
@@ -207,6 +216,9 @@ impl<T: Transport> AsyncWrite for Chop<T> {
         if left == Some(0) && !buf.is_empty() {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
+        if let Some(frames) = this.frames.as_mut() {
+            frames.note_arrival(&this.inner);
+        }
         let limit = pick(&this.plan.writes, this.writes).min(left.unwrap_or(usize::MAX));
         let part = &buf[..buf.len().min(limit)];
         let result = Pin::new(&mut this.inner).poll_write(cx, part);
@@ -241,6 +253,14 @@ pub(crate) struct FrameLog {
     pub(crate) error_received: bool,
     /// The client started a CopyDone or CopyFail after that.
     pub(crate) end_after_error: bool,
+    /// A CopyInResponse has reached the client: from then on, anything the
+    /// server sends is its error (COPY IN has no other reply before CopyDone).
+    pub(crate) copying: bool,
+    /// The server's error was waiting in the client's socket (seen by a
+    /// peek before a write) or already read.
+    pub(crate) error_arrived: bool,
+    /// Bytes the client wrote after that.
+    pub(crate) written_after_arrival: usize,
 }
 
 /// Splits a byte stream into protocol frames as it passes.
@@ -321,14 +341,34 @@ impl Frames {
     fn read(&mut self, bytes: &[u8]) {
         let log = &self.log;
         self.incoming.feed(bytes, |tag, started| {
+            let mut l = log.lock().unwrap();
             if tag == b'E' && !started {
-                log.lock().unwrap().error_received = true;
+                l.error_received = true;
+                l.error_arrived = true;
+            }
+            if tag == b'G' && !started {
+                l.copying = true;
             }
         });
     }
 
+    /// During COPY IN, peeks whether the server's reply has arrived (before
+    /// each write, so bytes written after it can be counted).
+    fn note_arrival<T: Transport>(&mut self, inner: &T) {
+        let mut l = self.log.lock().unwrap();
+        if l.copying && !l.error_arrived && inner.probe().has_data() {
+            l.error_arrived = true;
+        }
+    }
+
     fn write(&mut self, bytes: &[u8]) {
         let log = &self.log;
+        {
+            let mut l = log.lock().unwrap();
+            if l.error_arrived {
+                l.written_after_arrival += bytes.len();
+            }
+        }
         self.outgoing.feed(bytes, |tag, started| {
             let mut l = log.lock().unwrap();
             if started && matches!(tag, b'c' | b'f') && l.error_received {

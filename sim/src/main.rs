@@ -115,7 +115,7 @@ fn main() -> ExitCode {
         Some(s) => vec![s],
         None => ALL.iter().collect(),
     };
-    let commit = option_env!("PG_SIM_COMMIT").unwrap_or("local");
+    let commit = env!("PG_SIM_COMMIT");
     let seeds: Vec<Seed> = match args.seed {
         Some(s) => vec![s],
         None => (0..args.seeds).map(|i| Seed::nth(args.base, i)).collect(),

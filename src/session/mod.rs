@@ -364,7 +364,10 @@ impl Session {
         loop {
             let rest = unread.get(read..).unwrap_or_default();
             match backend::parse_header(rest, max) {
-                Ok(Some(h)) if h.tag == COPY_DATA_TAG && h.len <= rest.len() => {
+                Ok(Some(h))
+                    if (h.tag == COPY_DATA_TAG || mutant(Mutant::JoinedPastNonCopyData))
+                        && h.len <= rest.len() =>
+                {
                     let body = h.len - HEADER_LEN;
                     if joined != read {
                         unread.copy_within(read + HEADER_LEN..read + h.len, HEADER_LEN + joined);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use pg_transport::connect::{AuthMethod, HostEntry, connect_transport};
 use pg_transport::transport::{MaybeTls, SimTransport};
-use pg_transport::{Config, Connection, ErrorKind, State, source_fn};
+use pg_transport::{Config, Connection, CopyInOptions, ErrorKind, State, source_fn};
 
 use super::Outcome;
 use crate::chop::{Chop, End, FrameLog, Frames, Plan, take_cuts};
@@ -277,6 +277,13 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
     let total_rows = 2_000 + rng.below(8_000) as u64;
     let chunk_rows = 1 + rng.below(500) as u64;
     let stray = rng.one_in(3);
+    // The default batch, or small ones (many batches, so "one batch" is a
+    // tight bound on what may follow the server's error).
+    let batch_size = match rng.below(3) {
+        0 => CopyInOptions::default().batch_size,
+        1 => 1 + rng.below(16 * 1024),
+        _ => 1 + rng.below(2 * 1024),
+    };
     let script = Script::plain(Reply::CopyIn { abort_at, stray });
     // Writes of at least 256 bytes: 1-byte CopyData segments would make a
     // single run take minutes without exercising anything new.
@@ -288,6 +295,8 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             let mut next = 0u64;
+            let largest_chunk: Shared<usize> = Arc::default();
+            let largest = largest_chunk.clone();
             let source = source_fn(move || {
                 let mut chunk = String::new();
                 for _ in 0..chunk_rows {
@@ -297,9 +306,15 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
                     chunk.push_str(&format!("{next}\tsimulated row {next}\n"));
                     next += 1;
                 }
+                let mut l = largest.lock().unwrap();
+                *l = (*l).max(chunk.len());
                 async move { Ok::<_, std::io::Error>(Bytes::from(chunk)) }
             });
-            let result = c.copy_in("COPY t FROM STDIN", source).await;
+            let options = CopyInOptions {
+                batch_size,
+                ..CopyInOptions::default()
+            };
+            let result = c.copy_in_with("COPY t FROM STDIN", source, options).await;
             let (aborted, rows_committed, after_abort, end_after_abort) = {
                 let l = log.lock().unwrap();
                 (
@@ -312,7 +327,7 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
             transcript
                 .lock()
                 .unwrap()
-                .push(format!("copy: {result:?}; after abort {}", after_abort));
+                .push(format!("copy: {result:?}; after abort {after_abort}"));
             // abort_at may lie beyond the data: then the COPY completes.
             match (aborted, &result) {
                 (true, Err(e)) if e.as_db_error().is_some_and(|d| d.code.code() == "23505") => {}
@@ -340,9 +355,20 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
             if end_after_abort && result.is_ok() {
                 return Err("the server aborted but the client reported success".into());
             }
-            // One batch, one large chunk and what was in flight: far below the input.
-            if after_abort > 1024 * 1024 {
-                return Err(format!("{} bytes sent after the abort", after_abort));
+            // The contract: once the server's error has arrived, at most the
+            // batch being written and the rest of the frame it had started go
+            // out. A batch is written once it holds at least `batch_size`
+            // bytes, so it is under `batch_size` plus one CopyData frame (the
+            // largest chunk and its 5-byte header), which is also the
+            // largest frame that can be started.
+            let written_after = frame_log.lock().unwrap().written_after_arrival;
+            let largest_frame = *largest_chunk.lock().unwrap() + 5;
+            let allowed = batch_size + largest_frame;
+            if written_after > allowed {
+                return Err(format!(
+                    "{written_after} bytes written after the server's error arrived; \
+                     allowed one batch ({batch_size}) plus the started frame ({largest_frame})"
+                ));
             }
             if c.state() != State::Ready {
                 return Err(format!("state {:?} after COPY", c.state()));
@@ -581,12 +607,14 @@ pub(crate) fn auth(seed: Seed) -> Outcome {
     let server_tls = rng.one_in(2);
     let sslmode = ["disable", "prefer", "require"][rng.below(3)];
     let binding = ["disable", "prefer", "require"][rng.below(3)];
-    let auth = match rng.below(8) {
+    // The forged server signature is the twist a skipped check lets through
+    // silently (every other one fails loudly anyway): three seeds in ten.
+    let auth = match rng.below(10) {
         0 => Auth::Trust,
         1 => Auth::Cleartext,
         2 => Auth::Md5,
         3 => Auth::Scram(Twist::OkWithoutFinal),
-        4 => Auth::Scram(Twist::BadSignature),
+        4..=6 => Auth::Scram(Twist::BadSignature),
         _ => Auth::Scram(Twist::None),
     };
     // Rarer departures from the exchange's order (drawn last: the draws
@@ -596,7 +624,12 @@ pub(crate) fn auth(seed: Seed) -> Outcome {
         (Auth::Scram(Twist::None), 1) => Auth::Scram(Twist::ContinueTwice),
         (auth, _) => auth,
     };
-    let right_password = !rng.one_in(4);
+    // A wrong password ends a forged server's exchange before its signature.
+    let right_password = !rng.one_in(if auth == Auth::Scram(Twist::BadSignature) {
+        10
+    } else {
+        4
+    });
     // A server too old for SSLRequest answers it with an error.
     let ssl_error = !server_tls && rng.one_in(5);
     let tls = server_tls && sslmode != "disable";
@@ -1131,12 +1164,28 @@ pub(crate) fn listen(seed: Seed) -> Outcome {
             if got != expected {
                 return Err(format!("notifications {got:?}, sent {expected:?}"));
             }
+            // Nothing beyond the expected set: no duplicate, none invented.
+            // Everything was sent by now; wait past the link's latency and
+            // holds for anything still on its way.
+            match c.wait_notification(Some(Duration::from_millis(250))).await {
+                Ok(None) => {}
+                Ok(Some(n)) => {
+                    return Err(format!(
+                        "extra notification {:?} after all of {expected:?}",
+                        n.payload
+                    ));
+                }
+                Err(e) => return Err(format!("after all notifications: {e}")),
+            }
             if c.state() != State::Ready {
                 return Err(format!("state {:?} while listening", c.state()));
             }
             c.simple_query("")
                 .await
                 .map_err(|e| format!("connection not usable after listening: {e}"))?;
+            if let Some(extra) = c.session_mut().pop_notification() {
+                return Err(format!("extra notification {extra:?} after the last query"));
+            }
             c.close().await;
             Ok(())
         });

@@ -354,15 +354,42 @@ pub(crate) fn corrupt_frame(seed: Seed) -> Outcome {
         let (sent, mut wire, ends) = reply(&mut run);
         let victim = run.rng.below(sent.len());
         let at = if victim == 0 { 0 } else { ends[victim - 1] };
-        let fault = run.rng.below(3);
+        // Half the seeds corrupt the length below 4, where an off-by-one in
+        // the header check would hide; the edges 3 and 0 are the likeliest.
+        let fault = match run.rng.below(6) {
+            0 => 0,
+            1..=3 => 1,
+            _ => 2,
+        };
+        // What the error must say: refused at the corrupted header itself,
+        // not by some later check that its acceptance happened to trip.
+        let mut says = None;
         match fault {
             0 => wire[at] = b"XQP?@!V"[run.rng.below(7)],
-            1 => wire[at + 1..at + 5].copy_from_slice(&(run.rng.below(4) as i32 - 1).to_be_bytes()),
+            1 => {
+                let len: i32 = match run.rng.below(10) {
+                    0..=2 => 3,
+                    3 | 4 => 0,
+                    5 => 1,
+                    6 => 2,
+                    7 => -1,
+                    8 => i32::MIN,
+                    _ => -(1 + run.rng.below(i32::MAX as usize) as i32),
+                };
+                wire[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+                says = Some(format!("Invalid message length {len} in message"));
+            }
             _ => {
-                // Over the cap, and still a positive i32 under the default cap.
-                let over = run.max_message_len + 1;
-                let len = over + run.rng.below(i32::MAX as usize - over);
+                // Over the cap (which counts the tag byte too): half the time
+                // the smallest such length, else any larger positive i32.
+                let over = run.max_message_len;
+                let len = if run.rng.one_in(2) {
+                    over
+                } else {
+                    over + 1 + run.rng.below(i32::MAX as usize - over)
+                };
                 wire[at + 1..at + 5].copy_from_slice(&(len as i32).to_be_bytes());
+                says = Some(format!("claims {} bytes, over the", len + 1));
             }
         }
         run.faults += 1;
@@ -387,6 +414,9 @@ pub(crate) fn corrupt_frame(seed: Seed) -> Outcome {
         run.transcript.push(format!("error: {e}"));
         if e.kind() != ErrorKind::Protocol {
             return Err(format!("expected a protocol error, got {e}"));
+        }
+        if let Some(says) = says.filter(|says| !e.to_string().contains(says.as_str())) {
+            return Err(format!("expected the error to say {says:?}, got {e}"));
         }
         if s.state() != State::Closed {
             return Err(format!("state {:?} after a protocol error", s.state()));
