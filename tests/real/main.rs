@@ -14,6 +14,7 @@ mod copy_peers;
 mod liveness;
 mod options;
 mod peers;
+mod scripted;
 mod targets;
 
 use pg_transport::{Client, Config};
