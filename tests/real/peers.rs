@@ -168,7 +168,12 @@ async fn g70_unexpected_and_error_answers() {
 async fn g71_injected_bytes_in_the_same_segment_as_s_are_refused_before_tls() {
     within(async {
         let peer = Peer::start(|mut s, _| async move {
-            read_untagged(&mut s).await;
+            let first = read_untagged(&mut s).await;
+            assert_eq!(
+                first[4..8],
+                80877103i32.to_be_bytes(),
+                "an SSLRequest: never a plaintext retry"
+            );
             s.write_all(b"SXYZ").await.unwrap();
             // Until the client closes: it must close without a TLS byte.
             let mut seen = Vec::new();
@@ -201,7 +206,12 @@ async fn g71_injected_bytes_in_the_same_segment_as_s_are_refused_before_tls() {
 async fn g71_injected_bytes_after_the_client_hello_are_refused_by_the_tls_guard() {
     within(async {
         let peer = Peer::start(|mut s, _| async move {
-            read_untagged(&mut s).await;
+            let first = read_untagged(&mut s).await;
+            assert_eq!(
+                first[4..8],
+                80877103i32.to_be_bytes(),
+                "an SSLRequest: never a plaintext retry"
+            );
             s.write_all(b"S").await.unwrap();
             let mut header = [0u8; 5];
             s.read_exact(&mut header).await.unwrap();
