@@ -73,13 +73,12 @@ fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
+const ROW_TEXT: &[u8] = b"some text value of moderate length";
+const ROW_TIME: &[u8] = b"2024-05-17 12:34:56";
+
 fn data_row(i: u32) -> Vec<u8> {
     let id = i.to_string();
-    let cols: [&[u8]; 3] = [
-        id.as_bytes(),
-        b"some text value of moderate length",
-        b"2024-05-17 12:34:56",
-    ];
+    let cols: [&[u8]; 3] = [id.as_bytes(), ROW_TEXT, ROW_TIME];
     let mut body = 3i16.to_be_bytes().to_vec();
     for c in cols {
         body.extend_from_slice(&(c.len() as i32).to_be_bytes());
@@ -134,21 +133,28 @@ fn zero_allocations_per_data_row_and_copy_data() {
     pump(&mut s, &warm_rows, 7_919, |s| {
         while s.next_message().unwrap().is_some() {}
     });
-    let mut total = 0usize;
+    let (mut returned, mut total) = (0usize, 0usize);
     let n = allocations_during(|| {
         pump(&mut s, &rows, 7_919, |s| {
             while let Some(m) = s.next_message().unwrap() {
-                if let Message::DataRow(row) = m {
-                    total += row
-                        .columns()
-                        .map(|c| c.map_or(0, <[u8]>::len))
-                        .sum::<usize>();
-                }
+                let Message::DataRow(row) = m else {
+                    panic!("only DataRows were sent: {m:?}");
+                };
+                returned += 1;
+                total += row
+                    .columns()
+                    .map(|c| c.map_or(0, <[u8]>::len))
+                    .sum::<usize>();
             }
         })
     });
     black_box(total);
     assert_eq!(n, 0, "allocations while parsing 50,000 DataRows");
+    assert_eq!(returned, 50_000, "every row came back");
+    let column_bytes: usize = (0..50_000u32)
+        .map(|i| i.to_string().len() + ROW_TEXT.len() + ROW_TIME.len())
+        .sum();
+    assert_eq!(total, column_bytes, "and every column byte");
 
     // DataRow, counted by a row sink.
     let mut s = busy_session();
@@ -166,18 +172,24 @@ fn zero_allocations_per_data_row_and_copy_data() {
 
     // CopyData handed out as owned Bytes sharing the receive buffer.
     let mut s = busy_session();
-    let mut bytes = 0usize;
+    let (mut copies, mut bytes) = (0usize, 0usize);
     let mut drain = |s: &mut Session| {
         while let Some(m) = s.next_message_owned().unwrap() {
-            if let Message::CopyData(b) = m {
-                bytes += b.len();
-            }
+            let Message::CopyData(b) = m else {
+                panic!("only CopyData was sent: {m:?}");
+            };
+            copies += 1;
+            bytes += b.len();
         }
     };
     pump(&mut s, &warm_copy, 8_192, &mut drain);
     let n = allocations_during(|| pump(&mut s, &copy, 8_192, &mut drain));
     assert_eq!(n, 0, "allocations while receiving 50,000 CopyData as Bytes");
-    assert!(bytes > 0);
+    assert_eq!(copies, 55_000, "every CopyData came back (5,000 warm-up)");
+    let payload = |i: u32| format!("{i}\tvalue {i}\n").len();
+    let sent: usize =
+        (0..5_000u32).map(payload).sum::<usize>() + (0..50_000u32).map(payload).sum::<usize>();
+    assert_eq!(bytes, sent, "and every byte");
 }
 
 /// The growth of the live heap above where it stood when `f` began, at its highest.

@@ -21,7 +21,8 @@ pub(crate) enum SslAnswer {
     Refused,
 }
 
-/// Message for bytes that arrived before the TLS handshake.
+/// Message for bytes that arrived with the `S`, before the TLS handshake (the
+/// first defence; the TLS layer's guard has its own message).
 pub(crate) const INJECTION: &str =
     "unencrypted data after SSL response (possible man-in-the-middle); refusing to start TLS";
 
@@ -42,7 +43,23 @@ fn injection() -> Error {
     Error::tls_with_source(INJECTION.to_owned(), InjectionRefused)
 }
 
-/// Whether `e` refused bytes injected before TLS.
+/// The second defence: plaintext that arrived only after `request_ssl` had
+/// looked (a later segment), caught by the TLS layer's first-byte guard. Its
+/// own message (naming the byte) tells which defence fired; the same marker
+/// keeps sslmode=prefer from retrying in plaintext.
+fn injection_in_handshake(plaintext: PlaintextBeforeTls) -> Error {
+    Error::tls_with_source(
+        format!(
+            "unencrypted data after SSL response, seen once the TLS handshake had begun \
+             (first byte 0x{:02x} where a TLS record should start; possible man-in-the-middle); \
+             refusing to continue TLS",
+            plaintext.first_byte
+        ),
+        InjectionRefused,
+    )
+}
+
+/// Whether `e` refused bytes injected before TLS (either defence).
 pub(crate) fn is_injection(e: &Error) -> bool {
     std::error::Error::source(e).is_some_and(|s| s.is::<InjectionRefused>())
 }
@@ -120,10 +137,11 @@ pub(crate) async fn start_tls<T: Transport>(
 }
 
 fn handshake_error(e: io::Error, setup: &TlsSetup, host: &str) -> Error {
-    if e.get_ref()
-        .is_some_and(|inner| inner.is::<PlaintextBeforeTls>())
+    if let Some(plaintext) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<PlaintextBeforeTls>())
     {
-        return injection();
+        return injection_in_handshake(*plaintext);
     }
     let explained = e
         .get_ref()

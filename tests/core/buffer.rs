@@ -1,8 +1,14 @@
 //! Group C scenarios that need no socket: framing across reads, large messages,
 //! the size cap; D50 (empty send buffer).
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use pg_transport::protocol::Message;
-use pg_transport::{ErrorKind, SessionConfig, State};
+use pg_transport::transport::{SocketPeek, Transport, TransportKind};
+use pg_transport::{Connection, ErrorKind, SessionConfig, State};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::support::*;
 
@@ -60,26 +66,43 @@ fn c43_five_megabyte_message_across_many_reads_then_shrink() {
     let mut s = busy_session();
     let payload: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let bytes = concat(&[data_row(&[Some(&payload)]), command_complete("SELECT 1")]);
-    let mut reads = 0;
+    let row_len = data_row(&[Some(&payload)]).len();
+    let (mut reads, mut fed) = (0, 0);
+    let mut got = Vec::new();
     for chunk in bytes.chunks(64 * 1024 - 7) {
         let buf = s.prepare_read().unwrap();
         assert!(buf.capacity() - buf.len() >= chunk.len().min(8 * 1024));
         buf.extend_from_slice(chunk);
         s.commit_read(chunk.len());
         reads += 1;
-        if let Some(Message::DataRow(row)) = s.next_message().unwrap() {
-            assert_eq!(
-                row.columns().next().unwrap().unwrap(),
-                &payload[..],
-                "reassembled exactly"
-            );
+        fed += chunk.len();
+        while let Some(m) = s.next_message().unwrap() {
+            match m {
+                Message::DataRow(row) => {
+                    assert!(
+                        fed >= row_len && fed - chunk.len() < row_len,
+                        "the row comes out with the read that completes it: fed {fed}, row {row_len}"
+                    );
+                    let mut columns = row.columns();
+                    assert_eq!(
+                        columns.next().unwrap().unwrap(),
+                        &payload[..],
+                        "reassembled exactly"
+                    );
+                    assert!(columns.next().is_none(), "one column");
+                    got.push("DataRow");
+                }
+                Message::CommandComplete { .. } => got.push("CommandComplete"),
+                other => panic!("unexpected {other:?}"),
+            }
         }
     }
     assert!(reads > 50);
-    assert!(matches!(
-        s.next_message().unwrap(),
-        Some(Message::CommandComplete { .. })
-    ));
+    assert_eq!(
+        got,
+        ["DataRow", "CommandComplete"],
+        "the row exactly once, then the end"
+    );
     assert!(
         s.recv_buf().capacity() >= payload.len(),
         "grew to hold the message"
@@ -149,9 +172,68 @@ fn c48_length_three_mid_query_is_a_protocol_error() {
     assert_eq!(s.state(), State::Closed);
 }
 
-#[test]
-fn d50_empty_send_buffer_has_nothing_to_write() {
-    let mut s = ready_session(SessionConfig::default());
-    assert!(s.send_buf().is_empty());
-    assert_eq!(s.send_buf().pending(), b"");
+/// An in-memory transport that counts every write and flush and never has
+/// anything to read.
+#[derive(Default)]
+struct Counting {
+    written: Vec<u8>,
+    writes: usize,
+    flushes: usize,
+}
+
+impl Transport for Counting {
+    fn probe(&self) -> SocketPeek {
+        SocketPeek::Unavailable
+    }
+    fn kind(&self) -> TransportKind {
+        TransportKind::Simulated
+    }
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for Counting {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.writes += 1;
+        this.written.extend_from_slice(b);
+        Poll::Ready(Ok(b.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().flushes += 1;
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// D50: `send_buf_msg` with an empty send buffer does no I/O and no error;
+/// the same connection with a message queued writes it once and flushes, so
+/// the counts are seen to count.
+#[tokio::test]
+async fn d50_empty_send_buffer_has_nothing_to_write() {
+    let mut c = Connection::new(Counting::default(), ready_session(SessionConfig::default()));
+    assert!(c.session_mut().send_buf().is_empty());
+    c.send_buf_msg().await.unwrap();
+    let t = c.transport().unwrap();
+    assert_eq!((t.writes, t.flushes), (0, 0), "no I/O");
+    assert_eq!(c.state(), State::Ready);
+
+    c.session_mut().query("SELECT 1").unwrap();
+    let queued = c.session_mut().send_buf().pending().to_vec();
+    assert_eq!(queued, b"Q\0\0\0\x0dSELECT 1\0");
+    c.send_buf_msg().await.unwrap();
+    let t = c.transport().unwrap();
+    assert_eq!((t.writes, t.flushes), (1, 1));
+    assert_eq!(t.written, queued);
+    assert!(c.session_mut().send_buf().is_empty());
 }

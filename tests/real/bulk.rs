@@ -269,8 +269,12 @@ async fn a_bulk_read_dropped_while_asleep_leaves_the_connection_closed() {
 }
 
 /// A scripted server on a Unix socket: streams 2 MiB of COPY data at once,
-/// says nothing for `pause`, then ends the COPY.
-async fn paused_unix_peer(pause: Duration) -> (std::path::PathBuf, String) {
+/// says nothing for `pause` (the pause is the scenario, not a wait), then
+/// ends the COPY and reads until the client closes. The returned task is
+/// joined by the test, so the script's assertions count.
+async fn paused_unix_peer(
+    pause: Duration,
+) -> (std::path::PathBuf, String, tokio::task::JoinHandle<()>) {
     use crate::copy_peers::{copy_out_end, copy_out_rows, start};
     let dir = std::env::temp_dir().join(format!("pgt-bulk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -278,7 +282,7 @@ async fn paused_unix_peer(pause: Duration) -> (std::path::PathBuf, String) {
     let path = dir.join(format!(".s.PGSQL.{port}"));
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path).unwrap();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         start(&mut s).await;
         s.write_all(&copy_out_rows(2048)).await.unwrap();
@@ -288,12 +292,12 @@ async fn paused_unix_peer(pause: Duration) -> (std::path::PathBuf, String) {
         let _ = s.read_to_end(&mut rest).await;
     });
     let conninfo = format!("host={} port={port} user=u sslmode=disable", dir.display());
-    (dir, conninfo)
+    (dir, conninfo, task)
 }
 
 #[tokio::test]
 async fn a_paused_server_costs_a_unix_bulk_read_a_few_timed_waits_not_one_per_tick() {
-    let (dir, conninfo) = paused_unix_peer(Duration::from_millis(500)).await;
+    let (dir, conninfo, peer) = paused_unix_peer(Duration::from_millis(500)).await;
     let mut c = crate::client(&conninfo).await;
     c.set_bulk_read(Some(BulkRead {
         after: 64 << 10,
@@ -320,5 +324,7 @@ async fn a_paused_server_costs_a_unix_bulk_read_a_few_timed_waits_not_one_per_ti
         (1..300).contains(&waits),
         "{waits} timed waits across a 500 ms pause"
     );
+    drop(c);
+    peer.await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

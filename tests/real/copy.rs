@@ -360,10 +360,20 @@ async fn backend_terminated_mid_copy_in_closes() {
         let n = sent;
         async move {
             if n == 5 {
-                cluster()
-                    .psql(&format!("SELECT pg_terminate_backend({pid})"))
+                // psql returns once the signal is sent; wait for the backend
+                // to be gone (its FATAL and FIN then wait on the socket).
+                let c = cluster();
+                c.psql(&format!("SELECT pg_terminate_backend({pid})"))
                     .unwrap();
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}");
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while c.psql(&sql).unwrap() != "0" {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "backend {pid} still there"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
             Ok::<_, std::io::Error>(Bytes::from(format!("{n}\tx\n").repeat(1).into_bytes()))
         }
@@ -372,26 +382,30 @@ async fn backend_terminated_mid_copy_in_closes() {
         .copy_in("COPY killed FROM STDIN", source)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            e.kind(),
-            ErrorKind::Server | ErrorKind::Closed | ErrorKind::Io
-        ),
-        "{e}"
-    );
+    // Over the Unix socket the next write fails at once (EPIPE) with the
+    // server's FATAL still unread (see liveness::f61 over the Unix socket).
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("Broken pipe"), "{e}");
     assert_eq!(c.state(), State::Closed);
     // A Closed connection never reports itself connected.
     assert!(!c.is_connected());
 }
 
+/// A NOTIFY committed by another session while the listener is in a COPY IN
+/// reaches the listener once, after the COPY: PostgreSQL delivers
+/// notifications between commands, never inside one, so this shows none is
+/// lost across a COPY, not delivery mid-COPY (the simulator's net-copy-out
+/// interleaves notifications with CopyData, which a real server does not do
+/// on cue). Then while idle, by timeout, and as a stream.
 #[tokio::test]
-async fn notifications_during_copy_and_while_idle() {
+async fn notification_sent_during_copy_arrives_once_after_it_and_while_idle() {
     let c0 = cluster();
     let mut listener = admin().await;
     listener.listen("jobs").await.unwrap();
     table(&mut listener, "ncopy").await;
     let mut notifier = admin().await;
-    // During a COPY IN: the source notifies from the other connection part-way.
+    // The source notifies from another session part-way through the COPY
+    // (psql returns once the NOTIFY has committed).
     let mut step = 0;
     let source = source_fn(move || {
         step += 1;
@@ -399,7 +413,6 @@ async fn notifications_during_copy_and_while_idle() {
         async move {
             if n == 2 {
                 c0.psql("NOTIFY jobs, 'during copy'").unwrap();
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Ok::<_, std::io::Error>(if n <= 3 {
                 Bytes::from(format!("{n}\tv\n"))
@@ -430,8 +443,9 @@ async fn notifications_during_copy_and_while_idle() {
             .wait_notification(Some(Duration::from_secs(5)))
             .await
     };
+    // join! polls the waiter first: it is parked on the socket before the
+    // notification is sent. Its payload also shows "during copy" came once.
     let sender = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
         notifier.notify("jobs", "while idle").await.unwrap();
     };
     let (got, ()) = tokio::join!(waiter, sender);

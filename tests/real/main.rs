@@ -15,6 +15,7 @@ mod first_cause;
 mod liveness;
 mod options;
 mod peers;
+mod scripted;
 mod targets;
 
 use pg_transport::{Client, Config};

@@ -10,9 +10,10 @@ use std::time::Duration;
 use pg_transport::connect::AuthMethod;
 use pg_transport::{Config, ErrorKind, connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::cluster::*;
+use crate::scripted::{Peer, within};
 
 async fn try_connect(
     conninfo: &str,
@@ -33,100 +34,98 @@ async fn refused(conninfo: &str, kind: ErrorKind) -> String {
 
 #[tokio::test]
 async fn require_auth_against_the_server() {
-    let c = cluster();
-    let allowed = [
-        (
-            SCRAM_USER,
-            Some(SCRAM_PASS),
-            "scram-sha-256",
-            AuthMethod::ScramSha256,
-        ),
-        (MD5_USER, Some(MD5_PASS), "md5,password", AuthMethod::Md5),
-        (
-            PASSWORD_USER,
-            Some(PASSWORD_PASS),
-            "!md5,!scram-sha-256",
-            AuthMethod::Cleartext,
-        ),
-        (TRUST_USER, None, "none", AuthMethod::Trust),
-        (TRUST_USER, None, "!password", AuthMethod::Trust),
-    ];
-    for (user, pass, require, method) in allowed {
-        let url = c.url(
-            user,
-            pass,
-            &format!("sslmode=disable&require_auth={require}"),
-        );
-        let (_, info) = try_connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("{user} {require}: {e}"));
-        assert_eq!(info.auth_method, method, "{user} {require}");
-    }
-    let refusals = [
-        (
-            PASSWORD_USER,
-            Some(PASSWORD_PASS),
-            "scram-sha-256",
-            "server requested a cleartext password",
-        ),
-        (
-            MD5_USER,
-            Some(MD5_PASS),
-            "!md5",
-            "server requested a hashed password",
-        ),
-        (
-            SCRAM_USER,
-            Some(SCRAM_PASS),
-            "password",
-            "server requested SASL authentication",
-        ),
-        (
-            TRUST_USER,
-            None,
-            "scram-sha-256",
-            "server did not complete authentication",
-        ),
-        (
-            TRUST_USER,
-            None,
-            "!none",
-            "server did not complete authentication",
-        ),
-    ];
-    for (user, pass, require, says) in refusals {
-        let url = c.url(
-            user,
-            pass,
-            &format!(
-                "sslmode=disable&require_auth={}",
-                require.replace('!', "%21")
+    within(async {
+        let c = cluster();
+        let allowed = [
+            (
+                SCRAM_USER,
+                Some(SCRAM_PASS),
+                "scram-sha-256",
+                AuthMethod::ScramSha256,
             ),
-        );
-        let text = refused(&url, ErrorKind::Auth).await;
-        assert!(
-            text.contains(&format!(
-                "authentication method requirement {require:?} failed: {says}"
-            )),
-            "{user} {require}: {text}"
-        );
-    }
+            (MD5_USER, Some(MD5_PASS), "md5,password", AuthMethod::Md5),
+            (
+                PASSWORD_USER,
+                Some(PASSWORD_PASS),
+                "!md5,!scram-sha-256",
+                AuthMethod::Cleartext,
+            ),
+            (TRUST_USER, None, "none", AuthMethod::Trust),
+            (TRUST_USER, None, "!password", AuthMethod::Trust),
+        ];
+        for (user, pass, require, method) in allowed {
+            let url = c.url(
+                user,
+                pass,
+                &format!("sslmode=disable&require_auth={require}"),
+            );
+            let (_, info) = try_connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{user} {require}: {e}"));
+            assert_eq!(info.auth_method, method, "{user} {require}");
+        }
+        let refusals = [
+            (
+                PASSWORD_USER,
+                Some(PASSWORD_PASS),
+                "scram-sha-256",
+                "server requested a cleartext password",
+            ),
+            (
+                MD5_USER,
+                Some(MD5_PASS),
+                "!md5",
+                "server requested a hashed password",
+            ),
+            (
+                SCRAM_USER,
+                Some(SCRAM_PASS),
+                "password",
+                "server requested SASL authentication",
+            ),
+            (
+                TRUST_USER,
+                None,
+                "scram-sha-256",
+                "server did not complete authentication",
+            ),
+            (
+                TRUST_USER,
+                None,
+                "!none",
+                "server did not complete authentication",
+            ),
+        ];
+        for (user, pass, require, says) in refusals {
+            let url = c.url(
+                user,
+                pass,
+                &format!(
+                    "sslmode=disable&require_auth={}",
+                    require.replace('!', "%21")
+                ),
+            );
+            let text = refused(&url, ErrorKind::Auth).await;
+            assert!(
+                text.contains(&format!(
+                    "authentication method requirement {require:?} failed: {says}"
+                )),
+                "{user} {require}: {text}"
+            );
+        }
+    })
+    .await;
 }
 
 /// One scripted connection on a fresh port; the peer's own assertions reach
-/// the test through the returned handle.
-async fn one_peer<F, Fut>(script: F) -> (u16, tokio::task::JoinHandle<()>)
+/// the test through `finish` (crate::scripted::Peer).
+async fn one_peer<F, Fut>(script: F) -> (u16, Peer)
 where
     F: FnOnce(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let task = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        script(stream).await;
-    });
-    (port, task)
+    let peer = Peer::once(script).await;
+    (peer.port(), peer)
 }
 
 async fn read_startup(s: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
@@ -142,6 +141,7 @@ async fn read_startup(s: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
 /// without a single byte more.
 #[tokio::test]
 async fn require_auth_sends_nothing_after_a_forbidden_request() {
+    within(async {
     for (request, says) in [
         (&b"R\0\0\0\x08\0\0\0\x03"[..], "cleartext password"),
         (&b"R\0\0\0\x0c\0\0\0\x05salt"[..], "hashed password"),
@@ -162,77 +162,83 @@ async fn require_auth_sends_nothing_after_a_forbidden_request() {
         )
         .await;
         assert!(text.contains(says), "{text}");
-        peer.await.unwrap();
+        peer.finish().await;
     }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn sslcrl_and_sslcrldir_refuse_a_revoked_server_certificate() {
-    let c = cluster();
-    let ca = c.ca_file.display();
-    let base = c.base.display();
-    let verify = |extra: &str| {
-        c.url(
-            TRUST_USER,
-            None,
-            &format!("sslmode=verify-full&sslrootcert={ca}&{extra}"),
+    within(async {
+        let c = cluster();
+        let ca = c.ca_file.display();
+        let base = c.base.display();
+        let verify = |extra: &str| {
+            c.url(
+                TRUST_USER,
+                None,
+                &format!("sslmode=verify-full&sslrootcert={ca}&{extra}"),
+            )
+        };
+        try_connect(&verify(&format!("sslcrl={base}/clean.crl")))
+            .await
+            .expect("a CRL that does not list the server's certificate");
+        let text = refused(
+            &verify(&format!("sslcrl={base}/revoked.crl")),
+            ErrorKind::Tls,
         )
-    };
-    try_connect(&verify(&format!("sslcrl={base}/clean.crl")))
-        .await
-        .expect("a CRL that does not list the server's certificate");
-    let text = refused(
-        &verify(&format!("sslcrl={base}/revoked.crl")),
-        ErrorKind::Tls,
-    )
+        .await;
+        assert!(
+            text.contains(&format!(
+                "the server's certificate has been revoked (per sslcrl {base}/revoked.crl)"
+            )),
+            "{text}"
+        );
+        let text = refused(&verify(&format!("sslcrldir={base}/crls")), ErrorKind::Tls).await;
+        assert!(text.contains("has been revoked (per sslcrldir"), "{text}");
+        // verify-ca checks revocation too (not only the host name is skipped).
+        let text = refused(
+            &c.url(
+                TRUST_USER,
+                None,
+                &format!("sslmode=verify-ca&sslrootcert={ca}&sslcrl={base}/revoked.crl"),
+            ),
+            ErrorKind::Tls,
+        )
+        .await;
+        assert!(text.contains("has been revoked"), "{text}");
+        let text = refused(
+            &verify(&format!("sslcrl={base}/other-ca.crl")),
+            ErrorKind::Tls,
+        )
+        .await;
+        assert!(
+            text.contains("revocation status of the server's certificate is unknown"),
+            "{text}"
+        );
+        // A CRL file named but missing is an error, not revocation checking off.
+        let text = refused(&verify("sslcrl=/nonexistent/root.crl"), ErrorKind::Config).await;
+        assert!(
+            text.contains("sslcrl /nonexistent/root.crl: cannot be read"),
+            "{text}"
+        );
+        let text = refused(
+            &verify(&format!("sslcrldir={base}/sock")),
+            ErrorKind::Config,
+        )
+        .await;
+        assert!(
+            text.contains("holds no certificate revocation list"),
+            "{text}"
+        );
+    })
     .await;
-    assert!(
-        text.contains(&format!(
-            "the server's certificate has been revoked (per sslcrl {base}/revoked.crl)"
-        )),
-        "{text}"
-    );
-    let text = refused(&verify(&format!("sslcrldir={base}/crls")), ErrorKind::Tls).await;
-    assert!(text.contains("has been revoked (per sslcrldir"), "{text}");
-    // verify-ca checks revocation too (not only the host name is skipped).
-    let text = refused(
-        &c.url(
-            TRUST_USER,
-            None,
-            &format!("sslmode=verify-ca&sslrootcert={ca}&sslcrl={base}/revoked.crl"),
-        ),
-        ErrorKind::Tls,
-    )
-    .await;
-    assert!(text.contains("has been revoked"), "{text}");
-    let text = refused(
-        &verify(&format!("sslcrl={base}/other-ca.crl")),
-        ErrorKind::Tls,
-    )
-    .await;
-    assert!(
-        text.contains("revocation status of the server's certificate is unknown"),
-        "{text}"
-    );
-    // A CRL file named but missing is an error, not revocation checking off.
-    let text = refused(&verify("sslcrl=/nonexistent/root.crl"), ErrorKind::Config).await;
-    assert!(
-        text.contains("sslcrl /nonexistent/root.crl: cannot be read"),
-        "{text}"
-    );
-    let text = refused(
-        &verify(&format!("sslcrldir={base}/sock")),
-        ErrorKind::Config,
-    )
-    .await;
-    assert!(
-        text.contains("holds no certificate revocation list"),
-        "{text}"
-    );
 }
 
 #[tokio::test]
 async fn tls_errors_say_what_failed() {
+    within(async {
     let c = cluster();
     let base = c.base.display();
     let text = refused(
@@ -261,120 +267,131 @@ async fn tls_errors_say_what_failed() {
         "{text}"
     );
     assert!(!text.contains("Other(OtherError"), "{text}");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn tls_protocol_versions() {
-    let c = cluster();
-    for (params, version) in [
-        ("ssl_max_protocol_version=TLSv1.2", "TLSv1_2"),
-        ("ssl_min_protocol_version=TLSv1.3", "TLSv1_3"),
-        (
-            "ssl_min_protocol_version=TLSv1.2&ssl_max_protocol_version=TLSv1.2",
-            "TLSv1_2",
-        ),
-    ] {
-        let (client, _) =
-            try_connect(&c.url(TRUST_USER, None, &format!("sslmode=require&{params}")))
-                .await
-                .unwrap_or_else(|e| panic!("{params}: {e}"));
-        assert_eq!(
-            client.tls_info().unwrap().protocol_version,
-            version,
-            "{params}"
+    within(async {
+        let c = cluster();
+        for (params, version) in [
+            ("ssl_max_protocol_version=TLSv1.2", "TLSv1_2"),
+            ("ssl_min_protocol_version=TLSv1.3", "TLSv1_3"),
+            (
+                "ssl_min_protocol_version=TLSv1.2&ssl_max_protocol_version=TLSv1.2",
+                "TLSv1_2",
+            ),
+        ] {
+            let (client, _) =
+                try_connect(&c.url(TRUST_USER, None, &format!("sslmode=require&{params}")))
+                    .await
+                    .unwrap_or_else(|e| panic!("{params}: {e}"));
+            assert_eq!(
+                client.tls_info().unwrap().protocol_version,
+                version,
+                "{params}"
+            );
+        }
+        // A server that speaks only TLS 1.2, asked for 1.3 at least.
+        let acceptor = acceptor(
+            &[&rustls::version::TLS12],
+            self_signed(&["localhost"], true),
         );
-    }
-    // A server that speaks only TLS 1.2, asked for 1.3 at least.
-    let acceptor = acceptor(
-        &[&rustls::version::TLS12],
-        self_signed(&["localhost"], true),
-    );
-    let (port, peer) = one_peer(move |mut s| async move {
-        read_startup(&mut s).await;
-        s.write_all(b"S").await.unwrap();
-        assert!(acceptor.accept(s).await.is_err(), "no common version");
+        let (port, peer) = one_peer(move |mut s| async move {
+            read_startup(&mut s).await;
+            s.write_all(b"S").await.unwrap();
+            assert!(acceptor.accept(s).await.is_err(), "no common version");
+        })
+        .await;
+        let text = refused(
+            &format!(
+                "host=localhost port={port} user=u sslmode=require ssl_min_protocol_version=TLSv1.3"
+            ),
+            ErrorKind::Tls,
+        )
+        .await;
+        assert!(
+            text.contains(
+                "the server does not support any TLS version between TLSv1.3 and TLSv1.3"
+            ),
+            "{text}"
+        );
+        peer.finish().await;
     })
     .await;
-    let text = refused(
-        &format!(
-            "host=localhost port={port} user=u sslmode=require ssl_min_protocol_version=TLSv1.3"
-        ),
-        ErrorKind::Tls,
-    )
-    .await;
-    assert!(
-        text.contains("the server does not support any TLS version between TLSv1.3 and TLSv1.3"),
-        "{text}"
-    );
-    peer.await.unwrap();
 }
 
 #[tokio::test]
 async fn sslcertmode() {
-    let c = cluster();
-    let cert = format!(
-        "sslcert={}&sslkey={}",
-        c.base.join("client.crt").display(),
-        c.base.join("client.key").display()
-    );
-    // The server asks for a certificate (ssl_ca_file is set): require is met.
-    let (client, _) = try_connect(&c.url(
-        CERT_USER,
-        None,
-        &format!("sslmode=require&sslcertmode=require&{cert}"),
-    ))
-    .await
-    .unwrap();
-    let tls = client.tls_info().unwrap();
-    assert!(tls.client_cert_requested && tls.client_cert_sent);
-    // disable: the certificate is not sent, so cert authentication fails.
-    let text = refused(
-        &c.url(
+    within(async {
+        let c = cluster();
+        let cert = format!(
+            "sslcert={}&sslkey={}",
+            c.base.join("client.crt").display(),
+            c.base.join("client.key").display()
+        );
+        // The server asks for a certificate (ssl_ca_file is set): require is met.
+        let (client, _) = try_connect(&c.url(
             CERT_USER,
             None,
-            &format!("sslmode=require&sslcertmode=disable&{cert}"),
-        ),
-        ErrorKind::Auth,
-    )
+            &format!("sslmode=require&sslcertmode=require&{cert}"),
+        ))
+        .await
+        .unwrap();
+        let tls = client.tls_info().unwrap();
+        assert!(tls.client_cert_requested && tls.client_cert_sent);
+        // disable: the certificate is not sent, so cert authentication fails.
+        let text = refused(
+            &c.url(
+                CERT_USER,
+                None,
+                &format!("sslmode=require&sslcertmode=disable&{cert}"),
+            ),
+            ErrorKind::Auth,
+        )
+        .await;
+        assert!(
+            text.contains("connection requires a valid client certificate"),
+            "{text}"
+        );
+        // require without a certificate to send.
+        let text = refused(
+            &c.url(
+                TRUST_USER,
+                None,
+                "sslmode=require&sslcertmode=require&sslcert=/nonexistent",
+            ),
+            ErrorKind::Config,
+        )
+        .await;
+        assert!(text.contains("cannot read sslcert /nonexistent"), "{text}");
+        let text = refused(
+            &c.url(TRUST_USER, None, "sslmode=require&sslcertmode=require"),
+            ErrorKind::Auth,
+        )
+        .await;
+        assert!(
+            text.contains("accepted the connection without a valid SSL certificate"),
+            "{text}"
+        );
+        // No TLS at all: nothing was requested.
+        let text = refused(
+            &c.url(TRUST_USER, None, "sslmode=disable&sslcertmode=require"),
+            ErrorKind::Auth,
+        )
+        .await;
+        assert!(
+            text.contains("the server did not request an SSL certificate"),
+            "{text}"
+        );
+    })
     .await;
-    assert!(
-        text.contains("connection requires a valid client certificate"),
-        "{text}"
-    );
-    // require without a certificate to send.
-    let text = refused(
-        &c.url(
-            TRUST_USER,
-            None,
-            "sslmode=require&sslcertmode=require&sslcert=/nonexistent",
-        ),
-        ErrorKind::Config,
-    )
-    .await;
-    assert!(text.contains("cannot read sslcert /nonexistent"), "{text}");
-    let text = refused(
-        &c.url(TRUST_USER, None, "sslmode=require&sslcertmode=require"),
-        ErrorKind::Auth,
-    )
-    .await;
-    assert!(
-        text.contains("accepted the connection without a valid SSL certificate"),
-        "{text}"
-    );
-    // No TLS at all: nothing was requested.
-    let text = refused(
-        &c.url(TRUST_USER, None, "sslmode=disable&sslcertmode=require"),
-        ErrorKind::Auth,
-    )
-    .await;
-    assert!(
-        text.contains("the server did not request an SSL certificate"),
-        "{text}"
-    );
 }
 
 #[tokio::test]
 async fn sslcertmode_require_with_a_server_that_never_asks() {
+    within(async {
     let acceptor = acceptor(
         &[&rustls::version::TLS13],
         self_signed(&["localhost"], true),
@@ -403,7 +420,9 @@ async fn sslcertmode_require_with_a_server_that_never_asks() {
         text.contains("the server did not request an SSL certificate"),
         "{text}"
     );
-    peer.await.unwrap();
+    peer.finish().await;
+    })
+    .await;
 }
 
 /// AuthenticationOk, BackendKeyData, ReadyForQuery(I).
@@ -441,10 +460,7 @@ fn acceptor(
 
 /// A peer that answers SSLRequest with `S`, runs TLS with `cert`, and (if the
 /// handshake succeeds) says hello.
-async fn tls_peer(
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-) -> (u16, tokio::task::JoinHandle<()>) {
+async fn tls_peer(cert: rcgen::Certificate, key: rcgen::KeyPair) -> (u16, Peer) {
     let acceptor = acceptor(&[&rustls::version::TLS13], (cert, key));
     one_peer(move |mut s| async move {
         read_startup(&mut s).await;
@@ -471,6 +487,7 @@ fn write_pem(dir: &Path, name: &str, pem: &str) -> String {
 /// alone refuses it (CaUsedAsEndEntity).
 #[tokio::test]
 async fn a_server_certificate_that_is_the_root_itself() {
+    within(async {
     let dir = cluster().base.join("self-signed");
     for (mode, host) in [("verify-full", "localhost"), ("verify-ca", "127.0.0.1")] {
         let (cert, key) = self_signed(&["localhost"], true);
@@ -483,7 +500,7 @@ async fn a_server_certificate_that_is_the_root_itself() {
         .unwrap_or_else(|e| panic!("{mode}: {e}"));
         assert_eq!(client.session().backend_key().unwrap().process_id, 1234);
         drop(client);
-        peer.await.unwrap();
+        peer.finish().await;
     }
     // verify-full still checks the name.
     let (cert, key) = self_signed(&["db.example"], true);
@@ -498,7 +515,7 @@ async fn a_server_certificate_that_is_the_root_itself() {
         text.contains("not valid for host name \"localhost\""),
         "{text}"
     );
-    peer.await.unwrap();
+    peer.finish().await;
     // ...and the dates.
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
@@ -517,7 +534,7 @@ async fn a_server_certificate_that_is_the_root_itself() {
         text.contains("the server's certificate has expired"),
         "{text}"
     );
-    peer.await.unwrap();
+    peer.finish().await;
     // A CA certificate that is *not* among the roots stays refused, in words.
     let (cert, key) = self_signed(&["localhost"], true);
     let (port, peer) = tls_peer(cert, key).await;
@@ -531,55 +548,67 @@ async fn a_server_certificate_that_is_the_root_itself() {
         text.contains("the server presented a CA certificate as its own certificate, and it is not one of the roots"),
         "{text}"
     );
-    peer.await.unwrap();
+    peer.finish().await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn requirepeer_over_the_unix_socket() {
-    let c = cluster();
-    let socket = c.socket_dir.join(format!(".s.PGSQL.{}", c.port));
-    let owner = {
-        use std::os::unix::fs::MetadataExt;
-        let uid = std::fs::metadata(&socket).unwrap().uid();
-        let out = std::process::Command::new("id")
-            .args(["-nu", &uid.to_string()])
-            .output()
+    within(async {
+        let c = cluster();
+        let socket = c.socket_dir.join(format!(".s.PGSQL.{}", c.port));
+        let owner = {
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata(&socket).unwrap().uid();
+            let out = std::process::Command::new("id")
+                .args(["-nu", &uid.to_string()])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        assert!(!owner.is_empty());
+        try_connect(&c.socket_conninfo(TRUST_USER, &format!("requirepeer={owner}")))
+            .await
+            .unwrap_or_else(|e| panic!("requirepeer={owner}: {e}"));
+        let text = refused(
+            &c.socket_conninfo(TRUST_USER, "requirepeer=no_such_peer"),
+            ErrorKind::Auth,
+        )
+        .await;
+        assert_eq!(
+            text,
+            format!(
+                "requirepeer specifies \"no_such_peer\", but actual peer user name is \"{owner}\""
+            )
+        );
+        // Over TCP there is no peer user: ignored, as libpq does.
+        try_connect(&c.url(TRUST_USER, None, "sslmode=disable&requirepeer=no_such_peer"))
+            .await
             .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    assert!(!owner.is_empty());
-    try_connect(&c.socket_conninfo(TRUST_USER, &format!("requirepeer={owner}")))
-        .await
-        .unwrap_or_else(|e| panic!("requirepeer={owner}: {e}"));
-    let text = refused(
-        &c.socket_conninfo(TRUST_USER, "requirepeer=no_such_peer"),
-        ErrorKind::Auth,
-    )
+    })
     .await;
-    assert_eq!(
-        text,
-        format!("requirepeer specifies \"no_such_peer\", but actual peer user name is \"{owner}\"")
-    );
-    // Over TCP there is no peer user: ignored, as libpq does.
-    try_connect(&c.url(TRUST_USER, None, "sslmode=disable&requirepeer=no_such_peer"))
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
 async fn replication_is_sent_in_the_startup_packet() {
-    let c = cluster();
-    let mut client = crate::client(&c.socket_conninfo(TRUST_USER, "replication=database")).await;
-    let rows = client.simple_query("IDENTIFY_SYSTEM").await.unwrap();
-    assert_eq!(rows[0].columns[0], "systemid");
-    assert_eq!(rows[0].rows.len(), 1);
-    let mut plain = crate::client(&c.socket_conninfo(TRUST_USER, "")).await;
-    let e = plain.simple_query("IDENTIFY_SYSTEM").await.unwrap_err();
-    assert_eq!(e.as_db_error().unwrap().code.code(), "42601", "{e}");
+    within(async {
+        let c = cluster();
+        let mut client =
+            crate::client(&c.socket_conninfo(TRUST_USER, "replication=database")).await;
+        let rows = client.simple_query("IDENTIFY_SYSTEM").await.unwrap();
+        assert_eq!(rows[0].columns[0], "systemid");
+        assert_eq!(rows[0].rows.len(), 1);
+        let mut plain = crate::client(&c.socket_conninfo(TRUST_USER, "")).await;
+        let e = plain.simple_query("IDENTIFY_SYSTEM").await.unwrap_err();
+        assert_eq!(e.as_db_error().unwrap().code.code(), "42601", "{e}");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_encrypted_client_key_is_refused_before_dialling() {
+    within(async {
     let c = cluster();
     let dir = c.base.join("encrypted-key");
     let key = write_pem(
@@ -603,10 +632,13 @@ async fn an_encrypted_client_key_is_refused_before_dialling() {
         text.contains("is encrypted, and encrypted client keys are not supported"),
         "{text}"
     );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_service_file_names_the_server() {
+    within(async {
     let c = cluster();
     let dir = c.base.join("service");
     let file = write_pem(
@@ -629,4 +661,6 @@ async fn a_service_file_names_the_server() {
     let (mut client, _) = connect(&config).await.unwrap();
     let rows = client.simple_query("SHOW application_name").await.unwrap();
     assert_eq!(rows[0].rows[0][0].as_deref(), Some("from-service"));
+    })
+    .await;
 }

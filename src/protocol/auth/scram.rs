@@ -284,25 +284,97 @@ fn der_any(der: &[u8]) -> Option<(&[u8], &[u8])> {
 mod tests {
     use super::*;
 
-    /// RFC 7677 §3's example, with the user name PostgreSQL leaves empty.
+    const NONCE: &str = "rOprNGfwEbeRWgbNEkqO";
+    const SERVER_FIRST: &[u8] =
+        b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    const WITHOUT_PROOF: &str = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+
+    /// The primitives reproduce RFC 7677 §3 exactly, with the RFC's own user
+    /// name "user" in client-first-bare (the client API always sends the
+    /// empty name PostgreSQL uses, so the RFC form is assembled here from the
+    /// same `hi`/`hmac` the client calls).
+    #[test]
+    fn rfc7677_vector_with_the_rfcs_user_name() {
+        let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let salted = hi(b"pencil", &salt, 4096);
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key: [u8; 32] = Sha256::digest(client_key).into();
+        let auth_message = format!(
+            "n=user,r={NONCE},{},{WITHOUT_PROOF}",
+            std::str::from_utf8(SERVER_FIRST).unwrap()
+        );
+        let signature = hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        assert_eq!(
+            BASE64.encode(proof),
+            "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        let server_key = hmac(&salted, b"Server Key");
+        assert_eq!(
+            BASE64.encode(hmac(&server_key, auth_message.as_bytes())),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
+    }
+
+    /// RFC 7677 §3's exchange in PostgreSQL's form: client-first-bare is
+    /// `n=,r=...`, so the proof and the server signature differ from the
+    /// RFC's. Both were computed outside this crate with Python
+    /// (`hashlib.pbkdf2_hmac("sha256", b"pencil", salt, 4096)`, `hmac`), the
+    /// same script reproducing the RFC's own numbers for `n=user`.
     #[test]
     fn rfc7677_vector_with_empty_user() {
-        let mut c = ScramClient::new(
-            "pencil",
-            "rOprNGfwEbeRWgbNEkqO",
-            ChannelBinding::Unsupported,
-        );
+        let mut c = ScramClient::new("pencil", NONCE, ChannelBinding::Unsupported);
+        assert_eq!(c.mechanism(), SCRAM_SHA_256);
         assert_eq!(c.client_first(), b"n,,n=,r=rOprNGfwEbeRWgbNEkqO");
-        let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-        let client_final = String::from_utf8(c.server_first(server_first).unwrap()).unwrap();
-        assert!(
-            client_final
-                .starts_with("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=")
-        );
+        let client_final = String::from_utf8(c.server_first(SERVER_FIRST).unwrap()).unwrap();
         assert_eq!(
-            c.server_final(b"v=AAAA").unwrap_err(),
-            ScramError::BadServerSignature
+            client_final,
+            format!("{WITHOUT_PROOF},p=qvT2SWdEH5Q06albL+hjSYuUhCG7VndFyzIb7CK4n9k=")
         );
+        assert!(!c.is_complete(), "not before the server has proved itself");
+        c.server_final(b"v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=")
+            .unwrap();
+        assert!(c.is_complete());
+        assert_eq!(
+            c.server_final(b"v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOg=")
+                .unwrap_err(),
+            ScramError::OutOfOrder,
+            "one server-final per exchange"
+        );
+    }
+
+    /// A server signature that is well formed but wrong (here the RFC's, made
+    /// for `n=user`, one flipped bit, or truncated) is refused and the
+    /// exchange is not complete.
+    #[test]
+    fn a_wrong_server_signature_is_refused() {
+        for forged in [
+            &b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="[..],
+            b"v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H3MBtSOk=",
+            b"v=3HO6Qt1M4MKJrmlKaoOqLAI0/0TV0HZe7J9H",
+            b"v=AAAA",
+        ] {
+            let mut c = ScramClient::new("pencil", NONCE, ChannelBinding::Unsupported);
+            c.server_first(SERVER_FIRST).unwrap();
+            assert_eq!(
+                c.server_final(forged).unwrap_err(),
+                ScramError::BadServerSignature,
+                "{}",
+                String::from_utf8_lossy(forged)
+            );
+            assert!(!c.is_complete());
+        }
+        let mut c = ScramClient::new("pencil", NONCE, ChannelBinding::Unsupported);
+        c.server_first(SERVER_FIRST).unwrap();
+        assert_eq!(
+            c.server_final(b"e=invalid-proof").unwrap_err(),
+            ScramError::Server("invalid-proof".into())
+        );
+        assert!(!c.is_complete());
     }
 
     #[test]
