@@ -14,7 +14,7 @@ use tokio::io::AsyncRead;
 
 use crate::conn::Connection;
 use crate::error::Error;
-use crate::internal::{Mutant, mutant};
+use crate::mutant::{Mutant, mutant};
 use crate::protocol::limits::{COPY_CANCEL_WAIT, MAX_COPY_DATA_CHUNK};
 use crate::protocol::{DbError, Message, SqlState, frontend};
 use crate::session::State;

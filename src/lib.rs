@@ -38,6 +38,7 @@ pub mod copy;
 pub mod error;
 #[doc(hidden)]
 pub mod internal;
+mod mutant;
 pub mod notify;
 pub mod protocol;
 pub mod session;

@@ -91,6 +91,8 @@ fn layers_respect_the_dependency_table() {
                 if line.starts_with("//") {
                     continue;
                 }
+                // The planted-bug switch is a leaf every layer may use.
+                let line = line.replace("crate::mutant::", "");
                 for f in *forbidden {
                     if line.contains(f) {
                         violations.push(format!(

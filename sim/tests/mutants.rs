@@ -4,9 +4,8 @@
 //! find is the bug's doing, not a flaky scenario's. Its own test binary: the
 //! switch is process-wide, so nothing else may run beside it.
 //!
-//! `cargo test --release -p pg-sim --test mutants -- --ignored --nocapture`
-//! prints, per bug, the first failing seed index and the share of failing
-//! seeds over 2,000 (the table in docs/testing.md).
+//! The seeds-to-find table in docs/testing.md comes from the runner:
+//! `cargo sim --mutant NAME --scenario S --seeds 2000` (same seeds, base 0x5EED).
 
 #[path = "../src/chop.rs"]
 mod chop;
@@ -90,26 +89,6 @@ fn every_planted_bug_is_found_by_its_scenario_and_the_control_passes() {
         eprintln!(
             "{}: found by {scenario_name} at seed index {found}",
             name(m)
-        );
-    }
-}
-
-/// The seeds-to-find table: first failing index and failing share over
-/// 2,000 seeds of each bug's scenario.
-#[test]
-#[ignore = "measurement, ~1 minute in release: run with --ignored --nocapture"]
-fn seeds_to_find() {
-    const SEEDS: u64 = 2000;
-    for &(m, scenario_name, _) in EXPECTED {
-        let s = scenario(scenario_name);
-        let failing: Vec<u64> = (0..SEEDS).filter(|&i| fails(s, m, i)).collect();
-        eprintln!(
-            "| `{}` | `{scenario_name}` | {} | {}/{SEEDS} |",
-            name(m),
-            failing
-                .first()
-                .map_or_else(|| "never".into(), u64::to_string),
-            failing.len()
         );
     }
 }

@@ -205,7 +205,7 @@ impl RecvBuf {
             return;
         }
         let unread = self.len();
-        if !crate::internal::mutant(crate::internal::Mutant::CompactSkipsMove) {
+        if !crate::mutant::mutant(crate::mutant::Mutant::CompactSkipsMove) {
             self.data.copy_within(self.pos.., 0);
         }
         self.data.truncate(unread);

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::tls::{ALPN_POSTGRESQL, TlsSetup};
 use crate::error::Error;
-use crate::internal::{Mutant, mutant};
+use crate::mutant::{Mutant, mutant};
 use crate::protocol::frontend;
 use crate::transport::{PlaintextBeforeTls, TlsTransport, Transport};
 

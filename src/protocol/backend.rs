@@ -125,9 +125,7 @@ pub fn parse_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, Protoc
     }
     let raw = i32::from_be_bytes([a, b, c, d]);
     let len = match usize::try_from(raw) {
-        Ok(n) if n >= 4 || crate::internal::mutant(crate::internal::Mutant::HeaderLenUnder4) => {
-            n + 1
-        }
+        Ok(n) if n >= 4 || crate::mutant::mutant(crate::mutant::Mutant::HeaderLenUnder4) => n + 1,
         _ => return Err(ProtocolError::InvalidLength { tag, len: raw }),
     };
     if len > max_len {

@@ -31,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::buffer::{RecvBuf, RecvBufConfig, SendBuf};
 use crate::error::Error;
-use crate::internal::{Mutant, mutant};
+use crate::mutant::{Mutant, mutant};
 use crate::protocol::backend::{
     self, COPY_DATA_TAG, DATA_ROW_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG, NOTICE_RESPONSE_TAG,
     NOTIFICATION_RESPONSE_TAG, PARAMETER_STATUS_TAG,

@@ -194,7 +194,7 @@ impl<T: Transport> AsyncRead for FirstByteGuard<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if !this.checked && !crate::internal::mutant(crate::internal::Mutant::AcceptBytesAfterS) {
+        if !this.checked && !crate::mutant::mutant(crate::mutant::Mutant::AcceptBytesAfterS) {
             if let Some(&first) = buf.filled().get(before) {
                 this.checked = true;
                 if first != TLS_HANDSHAKE && first != TLS_ALERT {

@@ -184,7 +184,7 @@ impl ScramClient {
                 .zip(server_signature)
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
-        if !equal && !crate::internal::mutant(crate::internal::Mutant::ScramSkipsServerSignature) {
+        if !equal && !crate::mutant::mutant(crate::mutant::Mutant::ScramSkipsServerSignature) {
             return Err(ScramError::BadServerSignature);
         }
         self.step = Step::Done;
