@@ -1,22 +1,20 @@
-//! The rustls client configuration for one connect: roots, verification mode,
-//! client certificate, ALPN. Built fresh per connect (no shared session cache).
+//! The rustls client configuration for one connect: roots, CRLs, TLS versions,
+//! verification mode (the verifiers are in `cert.rs`), client certificate,
+//! SNI, ALPN; and TLS failures said in words. Built fresh per connect (no
+//! shared session cache).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
-};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, RootCertStore, SignatureScheme};
 
+use super::cert::{DangerAcceptAnyCertificate, PgVerifier, is_ca_used_as_end_entity};
 use super::config::{Config, SslCertMode, SslMode, TlsVersion};
 use super::hosts::HostEntry;
 use crate::error::Error;
@@ -464,139 +462,4 @@ impl ResolvesClientCert for CertRecorder {
     fn has_certs(&self) -> bool {
         self.inner.has_certs()
     }
-}
-
-/// sslmode=require: encrypt, but accept any certificate. Handshake signatures
-/// are still checked, so the peer holds the key of the certificate it shows.
-#[derive(Debug)]
-struct DangerAcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for DangerAcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// verify-ca / verify-full: the chain must reach a trusted root, and for
-/// verify-full the certificate must name the host.
-///
-/// One addition to WebPKI's rules, as libpq (OpenSSL) has it: a server whose
-/// certificate *is* one of the configured roots, byte for byte, is trusted
-/// even when that certificate is a CA certificate (PostgreSQL's documented
-/// quick setup: a self-signed `server.crt` copied to the client as
-/// `root.crt`). Its validity dates (checked by WebPKI before the refusal)
-/// and, for verify-full, the host name still count, and the handshake still
-/// proves the server holds its key.
-#[derive(Debug)]
-struct PgVerifier {
-    webpki: Arc<WebPkiServerVerifier>,
-    check_name: bool,
-    /// The configured roots as given (empty for the system's roots).
-    anchors: Vec<CertificateDer<'static>>,
-}
-
-impl ServerCertVerifier for PgVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
-                if is_ca_used_as_end_entity(&other)
-                    && self
-                        .anchors
-                        .iter()
-                        .any(|a| a.as_ref() == end_entity.as_ref()) =>
-            {
-                super::cert::verify_pinned_root(
-                    end_entity,
-                    self.check_name.then_some(server_name),
-                )?;
-                Ok(ServerCertVerified::assertion())
-            }
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// WebPKI's refusal of a CA certificate presented as a server's own.
-fn is_ca_used_as_end_entity(other: &rustls::OtherError) -> bool {
-    other
-        .0
-        .downcast_ref::<webpki::Error>()
-        .is_some_and(|e| matches!(e, webpki::Error::CaUsedAsEndEntity))
 }
