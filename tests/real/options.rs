@@ -4,7 +4,6 @@
 //! for a password the client must not send).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use pg_transport::connect::AuthMethod;
@@ -443,19 +442,9 @@ fn self_signed(names: &[&str], ca: bool) -> (rcgen::Certificate, rcgen::KeyPair)
 
 fn acceptor(
     versions: &[&'static rustls::SupportedProtocolVersion],
-    (cert, key): (rcgen::Certificate, rcgen::KeyPair),
+    cert_and_key: (rcgen::Certificate, rcgen::KeyPair),
 ) -> tokio_rustls::TlsAcceptor {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    crate::scripted::tls_acceptor(versions, cert_and_key, false)
 }
 
 /// A peer that answers SSLRequest with `S`, runs TLS with `cert`, and (if the
@@ -475,6 +464,19 @@ async fn tls_peer(cert: rcgen::Certificate, key: rcgen::KeyPair) -> (u16, Peer) 
     .await
 }
 
+/// Connects with verify-full and `root` to a TLS peer serving `cert`; the
+/// refusal's text (kind `Tls`).
+async fn verify_full_refuses(cert: rcgen::Certificate, key: rcgen::KeyPair, root: &str) -> String {
+    let (port, peer) = tls_peer(cert, key).await;
+    let text = refused(
+        &format!("host=localhost port={port} user=u sslmode=verify-full sslrootcert={root}"),
+        ErrorKind::Tls,
+    )
+    .await;
+    peer.finish().await;
+    text
+}
+
 fn write_pem(dir: &Path, name: &str, pem: &str) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(name);
@@ -488,67 +490,48 @@ fn write_pem(dir: &Path, name: &str, pem: &str) -> String {
 #[tokio::test]
 async fn a_server_certificate_that_is_the_root_itself() {
     within(async {
-    let dir = cluster().base.join("self-signed");
-    for (mode, host) in [("verify-full", "localhost"), ("verify-ca", "127.0.0.1")] {
+        let dir = cluster().base.join("self-signed");
+        for (mode, host) in [("verify-full", "localhost"), ("verify-ca", "127.0.0.1")] {
+            let (cert, key) = self_signed(&["localhost"], true);
+            let root = write_pem(&dir, "root.crt", &cert.pem());
+            let (port, peer) = tls_peer(cert, key).await;
+            let (client, _) = try_connect(&format!(
+                "host={host} port={port} user=u sslmode={mode} sslrootcert={root}"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert_eq!(client.session().backend_key().unwrap().process_id, 1234);
+            drop(client);
+            peer.finish().await;
+        }
+        // verify-full still checks the name.
+        let (cert, key) = self_signed(&["db.example"], true);
+        let root = write_pem(&dir, "other-name.crt", &cert.pem());
+        let text = verify_full_refuses(cert, key, &root).await;
+        assert!(
+            text.contains("not valid for host name \"localhost\""),
+            "{text}"
+        );
+        // ...and the dates (WebPKI checks them before the certificate's role).
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let root = write_pem(&dir, "expired.crt", &cert.pem());
+        let text = verify_full_refuses(cert, key, &root).await;
+        assert!(
+            text.contains("the server's certificate has expired"),
+            "{text}"
+        );
+        // A CA certificate that is *not* among the roots stays refused, in words.
         let (cert, key) = self_signed(&["localhost"], true);
-        let root = write_pem(&dir, "root.crt", &cert.pem());
-        let (port, peer) = tls_peer(cert, key).await;
-        let (client, _) = try_connect(&format!(
-            "host={host} port={port} user=u sslmode={mode} sslrootcert={root}"
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{mode}: {e}"));
-        assert_eq!(client.session().backend_key().unwrap().process_id, 1234);
-        drop(client);
-        peer.finish().await;
-    }
-    // verify-full still checks the name.
-    let (cert, key) = self_signed(&["db.example"], true);
-    let root = write_pem(&dir, "other-name.crt", &cert.pem());
-    let (port, peer) = tls_peer(cert, key).await;
-    let text = refused(
-        &format!("host=localhost port={port} user=u sslmode=verify-full sslrootcert={root}"),
-        ErrorKind::Tls,
-    )
-    .await;
-    assert!(
-        text.contains("not valid for host name \"localhost\""),
-        "{text}"
-    );
-    peer.finish().await;
-    // ...and the dates.
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-    let cert = params.self_signed(&key).unwrap();
-    let root = write_pem(&dir, "expired.crt", &cert.pem());
-    let (port, peer) = tls_peer(cert, key).await;
-    let text = refused(
-        &format!("host=localhost port={port} user=u sslmode=verify-full sslrootcert={root}"),
-        ErrorKind::Tls,
-    )
-    .await;
-    assert!(
-        text.contains("the server's certificate has expired"),
-        "{text}"
-    );
-    peer.finish().await;
-    // A CA certificate that is *not* among the roots stays refused, in words.
-    let (cert, key) = self_signed(&["localhost"], true);
-    let (port, peer) = tls_peer(cert, key).await;
-    let other = cluster().ca_file.display().to_string();
-    let text = refused(
-        &format!("host=localhost port={port} user=u sslmode=verify-full sslrootcert={other}"),
-        ErrorKind::Tls,
-    )
-    .await;
-    assert!(
-        text.contains("the server presented a CA certificate as its own certificate, and it is not one of the roots"),
-        "{text}"
-    );
-    peer.finish().await;
+        let other = cluster().ca_file.display().to_string();
+        let text = verify_full_refuses(cert, key, &other).await;
+        let says = "the server presented a CA certificate as its own certificate, \
+                and it is not one of the roots";
+        assert!(text.contains(says), "{text}");
     })
     .await;
 }

@@ -326,26 +326,14 @@ async fn g74_alpn_is_offered_in_both_negotiations() {
     .await;
 }
 
+/// A self-signed certificate for `localhost`, TLS 1.2 and 1.3.
 fn tls_acceptor(alpn: bool) -> tokio_rustls::TlsAcceptor {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    if alpn {
-        config.alpn_protocols = vec![b"postgresql".to_vec()];
-    }
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    crate::scripted::tls_acceptor(rustls::ALL_VERSIONS, (cert, key), alpn)
 }
 
 #[tokio::test]

@@ -140,3 +140,26 @@ pub async fn eventually(what: &str, mut probe: impl FnMut() -> bool) {
 
 /// How long [`eventually`] polls: loopback delivers in microseconds.
 pub const PROBE_WAIT: Duration = Duration::from_secs(5);
+
+/// A TLS acceptor for a scripted peer: `cert` and `key`, the protocol
+/// `versions`, and ALPN `postgresql` when `alpn`.
+pub fn tls_acceptor(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    (cert, key): (rcgen::Certificate, rcgen::KeyPair),
+    alpn: bool,
+) -> tokio_rustls::TlsAcceptor {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    if alpn {
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+    }
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
