@@ -37,6 +37,9 @@ pub struct Cluster {
     pub socket_dir: PathBuf,
     pub base: PathBuf,
     pub ca_file: PathBuf,
+    /// `server_version_num`, e.g. 170010: tests of what only some versions can do
+    /// compare against it.
+    pub version: u32,
     bin: PathBuf,
 }
 
@@ -44,8 +47,10 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
 static REPLICA: OnceLock<Replica> = OnceLock::new();
 
-/// A streaming replica of [`cluster`] (pg_basebackup -R), started on first use
-/// and stopped with it.
+/// A streaming replica of [`cluster`], started on first use and stopped with it.
+/// It starts from a copy of the primary's data directory taken while the primary
+/// was stopped (right after its bootstrap), since the self-contained server builds
+/// we test 14/16/17/18 with have no `pg_basebackup`.
 pub struct Replica {
     pub port: u16,
 }
@@ -68,7 +73,15 @@ pub fn replica() -> &'static Replica {
 /// The cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
-        Cluster::start().unwrap_or_else(|e| panic!("could not start the test cluster: {e}"))
+        let cluster = Cluster::start()
+            .and_then(|c| c.seed_replica().map(|()| c))
+            .unwrap_or_else(|e| panic!("could not start the test cluster: {e}"));
+        eprintln!(
+            "real-server tests against PostgreSQL {} ({})",
+            cluster.version,
+            cluster.bin.display()
+        );
+        cluster
     })
 }
 
@@ -84,11 +97,12 @@ impl Cluster {
         let socket_dir = base.join("sock");
         std::fs::create_dir_all(&socket_dir).map_err(|e| e.to_string())?;
         let port = free_port()?;
-        let cluster = Self {
+        let mut cluster = Self {
             port,
             socket_dir,
             ca_file: base.join("ca.crt"),
             base: base.clone(),
+            version: 0,
             bin,
         };
         give_to_server_user(&base)?;
@@ -96,15 +110,34 @@ impl Cluster {
         initdb(&cluster.bin, &data)?;
         cluster.write_tls_files(&data)?;
         cluster.configure(&data)?;
-        run(cluster
+        cluster.pg_ctl(&["start"])?;
+        cluster.bootstrap()?;
+        cluster.version = cluster
+            .psql("SHOW server_version_num")?
+            .parse()
+            .map_err(|e| format!("server_version_num: {e}"))?;
+        Ok(cluster)
+    }
+
+    /// `pg_ctl` on the primary's data directory, waiting up to a minute.
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        run(self
             .as_server_user("pg_ctl")
             .args(["-w", "-t", "60", "-D"])
-            .arg(&data)
+            .arg(self.base.join("data"))
             .arg("-l")
-            .arg(base.join("server.log"))
-            .arg("start"))?;
-        cluster.bootstrap()?;
-        Ok(cluster)
+            .arg(self.base.join("server.log"))
+            .args(args))
+    }
+
+    /// Stops the primary, copies its data directory for the replica, starts it again.
+    fn seed_replica(&self) -> Result<(), String> {
+        self.pg_ctl(&["-m", "fast", "stop"])?;
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(self.base.join("data"))
+            .arg(self.base.join("replica")))?;
+        self.pg_ctl(&["start"])
     }
 
     fn as_server_user(&self, program: &str) -> Command {
@@ -113,38 +146,22 @@ impl Cluster {
 
     /// `pg_ctl restart -m immediate`: every backend dies at once, as in a crash.
     pub fn restart_immediate(&self) {
-        run(self
-            .as_server_user("pg_ctl")
-            .args(["-w", "-t", "60", "-m", "immediate", "-D"])
-            .arg(self.base.join("data"))
-            .arg("-l")
-            .arg(self.base.join("server.log"))
-            .arg("restart"))
-        .unwrap();
+        self.pg_ctl(&["-m", "immediate", "restart"]).unwrap();
     }
 
     fn start_replica(&self) -> Result<Replica, String> {
         let dir = self.base.join("replica");
         let port = free_port()?;
-        run(self
-            .as_server_user("pg_basebackup")
-            .arg("-D")
-            .arg(&dir)
-            .args([
-                "-R",
-                "-X",
-                "stream",
-                "--checkpoint=fast",
-                "-U",
-                "postgres",
-                "-h",
-            ])
-            .arg(&self.socket_dir)
-            .args(["-p", &self.port.to_string()]))?;
         append(
             &dir.join("postgresql.auto.conf"),
-            &format!("\nport = {port}\nhot_standby = on\n"),
+            &format!(
+                "\nport = {port}\nhot_standby = on\nprimary_conninfo = 'host={sock} port={primary} user=postgres'\n",
+                sock = self.socket_dir.display(),
+                primary = self.port
+            ),
         )?;
+        std::fs::write(dir.join("standby.signal"), "").map_err(|e| e.to_string())?;
+        give_to_server_user(&dir)?;
         run(self
             .as_server_user("pg_ctl")
             .args(["-w", "-t", "60", "-D"])

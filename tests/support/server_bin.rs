@@ -11,11 +11,15 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The server's bin directory: `PG_BINDIR`, else `initdb` on `PATH`, else the
-/// newest `/usr/lib/postgresql/<version>/bin`.
+/// The server's bin directory: `PG_BINDIR`, else the version named by
+/// `PGT_SERVER_VERSION` as `scripts/pg-servers.sh` installs it, else `initdb` on
+/// `PATH`, else the newest `/usr/lib/postgresql/<version>/bin`.
 pub(crate) fn find_bin() -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("PG_BINDIR") {
         return Ok(dir.into());
+    }
+    if let Ok(version) = std::env::var("PGT_SERVER_VERSION") {
+        return installed_version(&version);
     }
     let from_path = std::env::var_os("PATH")
         .into_iter()
@@ -44,6 +48,30 @@ pub(crate) fn find_bin() -> Result<PathBuf, String> {
         .pop()
         .map(|(_, bin)| bin)
         .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
+}
+
+/// Where `scripts/pg-servers.sh` put PostgreSQL `version` (the same rules as the
+/// script: Debian's package for 15, the cache directory for the others).
+fn installed_version(version: &str) -> Result<PathBuf, String> {
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
+    let cache = match std::env::var_os("PGT_SERVER_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None if is_root() => PathBuf::from("/var/cache/pg-transport/servers"),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+            .unwrap_or_default()
+            .join("pg-transport/servers"),
+    };
+    [debian, cache.join(version).join("bin")]
+        .into_iter()
+        .find(|bin| bin.join("initdb").exists())
+        .ok_or_else(|| {
+            format!(
+                "PGT_SERVER_VERSION={version}, but PostgreSQL {version} is not installed: \
+                 run scripts/pg-servers.sh {version}"
+            )
+        })
 }
 
 /// A TCP port free on 127.0.0.1 right now.
