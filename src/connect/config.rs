@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::conninfo::{parse_keywords, parse_url};
 use super::require_auth::RequireAuth;
 use crate::error::Error;
+pub use crate::protocol::frontend::ProtocolVersion;
 
 /// How hard to insist on TLS (libpq's `sslmode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -224,6 +225,13 @@ pub struct Config {
     pub ssl_min_protocol_version: Option<TlsVersion>,
     /// Highest TLS version to accept (`ssl_max_protocol_version`).
     pub ssl_max_protocol_version: Option<TlsVersion>,
+    /// Lowest protocol version to accept (`min_protocol_version`; default 3.0).
+    /// A server that answers the StartupMessage with an older one is refused.
+    pub min_protocol_version: Option<ProtocolVersion>,
+    /// The protocol version asked for (`max_protocol_version`; `latest` is
+    /// 3.2). Unset, it is 3.0 as in libpq 18, or the latest when
+    /// `min_protocol_version` is above 3.0.
+    pub max_protocol_version: Option<ProtocolVersion>,
     /// `sslcertmode`.
     pub ssl_cert_mode: SslCertMode,
     /// Whether to send the host name as TLS SNI (`sslsni`; default on). SNI is
@@ -279,6 +287,8 @@ impl Default for Config {
             ssl_crl_dir: None,
             ssl_min_protocol_version: None,
             ssl_max_protocol_version: None,
+            min_protocol_version: None,
+            max_protocol_version: None,
             ssl_cert_mode: SslCertMode::default(),
             ssl_sni: true,
             require_peer: None,
@@ -339,6 +349,8 @@ impl std::fmt::Debug for Config {
             .field("ssl_crl_dir", &self.ssl_crl_dir)
             .field("ssl_min_protocol_version", &self.ssl_min_protocol_version)
             .field("ssl_max_protocol_version", &self.ssl_max_protocol_version)
+            .field("min_protocol_version", &self.min_protocol_version)
+            .field("max_protocol_version", &self.max_protocol_version)
             .field("ssl_cert_mode", &self.ssl_cert_mode)
             .field("ssl_sni", &self.ssl_sni)
             .field("require_peer", &self.require_peer)
@@ -481,6 +493,26 @@ impl Config {
                 )));
             }
         }
+        let (min, max) = self.protocol_versions();
+        if min > max {
+            return Err(Error::config(format!(
+                "\"min_protocol_version\" is greater than \"max_protocol_version\" ({min} > {max})"
+            )));
+        }
         Ok(())
+    }
+
+    /// The protocol versions to accept and to ask for, defaults applied as
+    /// libpq 18 does: 3.0 unless `min_protocol_version` asks for more.
+    pub fn protocol_versions(&self) -> (ProtocolVersion, ProtocolVersion) {
+        let min = self.min_protocol_version.unwrap_or_default();
+        let max = self
+            .max_protocol_version
+            .unwrap_or(if min > ProtocolVersion::V3_0 {
+                ProtocolVersion::LATEST
+            } else {
+                ProtocolVersion::V3_0
+            });
+        (min, max)
     }
 }

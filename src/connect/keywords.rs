@@ -11,6 +11,7 @@ use super::config::{
 };
 use super::require_auth::RequireAuth;
 use crate::error::Error;
+use crate::protocol::frontend::ProtocolVersion;
 
 impl Config {
     /// Fills every setting still unset from `env` (PGHOST, PGPORT, PGUSER, ...).
@@ -65,6 +66,8 @@ impl Config {
             "sslcrldir" => self.ssl_crl_dir.is_none(),
             "ssl_min_protocol_version" => self.ssl_min_protocol_version.is_none(),
             "ssl_max_protocol_version" => self.ssl_max_protocol_version.is_none(),
+            "min_protocol_version" => self.min_protocol_version.is_none(),
+            "max_protocol_version" => self.max_protocol_version.is_none(),
             "sslcertmode" => self.ssl_cert_mode == fresh.ssl_cert_mode,
             "sslsni" => self.ssl_sni == fresh.ssl_sni,
             "requirepeer" => self.require_peer.is_none(),
@@ -222,6 +225,12 @@ impl Config {
             "ssl_max_protocol_version" => {
                 self.ssl_max_protocol_version = tls_version(value).map_err(&bad)?;
             }
+            "min_protocol_version" => {
+                self.min_protocol_version = protocol_version(value).map_err(&bad)?;
+            }
+            "max_protocol_version" => {
+                self.max_protocol_version = protocol_version(value).map_err(&bad)?;
+            }
             "sslcertmode" => {
                 self.ssl_cert_mode = match value {
                     "disable" => SslCertMode::Disable,
@@ -281,8 +290,6 @@ impl Config {
             // without it), and TLS compression is never used (libpq 14+).
             "krbsrvname" | "gsslib" | "sslcompression" => {}
             "sslkeylogfile"
-            | "min_protocol_version"
-            | "max_protocol_version"
             | "scram_client_key"
             | "scram_server_key"
             | "gssdelegation"
@@ -339,6 +346,8 @@ pub const KEYWORDS: &[&str] = &[
     "require_auth",
     "ssl_min_protocol_version",
     "ssl_max_protocol_version",
+    "min_protocol_version",
+    "max_protocol_version",
     "gssencmode",
     "krbsrvname",
     "gsslib",
@@ -350,8 +359,6 @@ pub const KEYWORDS: &[&str] = &[
 
 /// libpq keywords [`Config::set`] refuses, each with an error saying why.
 pub const REFUSED_KEYWORDS: &[&str] = &[
-    "min_protocol_version",
-    "max_protocol_version",
     "scram_client_key",
     "scram_server_key",
     "gssdelegation",
@@ -396,9 +403,9 @@ const ENV_VARS: &[(&str, &str)] = &[
     ("PGGSSLIB", "gsslib"),
     ("PGSSLCOMPRESSION", "sslcompression"),
     ("PGSERVICEFILE", "servicefile"),
-    // Variables for settings this library refuses: set, they are refused too.
     ("PGMINPROTOCOLVERSION", "min_protocol_version"),
     ("PGMAXPROTOCOLVERSION", "max_protocol_version"),
+    // Variables for settings this library refuses: set, they are refused too.
     ("PGGSSDELEGATION", "gssdelegation"),
 ];
 
@@ -406,9 +413,6 @@ const ENV_VARS: &[(&str, &str)] = &[
 fn unsupported_why(key: &str) -> &'static str {
     match key {
         "sslkeylogfile" => ": writing TLS keys to a file is not implemented",
-        "min_protocol_version" | "max_protocol_version" => {
-            ": only protocol 3.0 is requested (protocol 3.2 negotiation is not implemented yet)"
-        }
         "scram_client_key" | "scram_server_key" => ": pass the password instead",
         "gssdelegation" => ": GSSAPI is not supported",
         _ if key.starts_with("oauth_") => ": OAuth authentication is not implemented",
@@ -431,6 +435,19 @@ fn tls_version(value: &str) -> Result<Option<TlsVersion>, &'static str> {
             Err("TLS versions before 1.2 are not supported (rustls speaks TLSv1.2 and TLSv1.3)")
         }
         _ => Err("expected TLSv1.2 or TLSv1.3"),
+    }
+}
+
+/// `min_protocol_version` / `max_protocol_version`: libpq's spellings; empty
+/// means the default.
+fn protocol_version(value: &str) -> Result<Option<ProtocolVersion>, &'static str> {
+    match value {
+        "" => Ok(None),
+        "3.0" => Ok(Some(ProtocolVersion::V3_0)),
+        "3.2" => Ok(Some(ProtocolVersion::V3_2)),
+        "latest" => Ok(Some(ProtocolVersion::LATEST)),
+        "3.1" => Err("protocol 3.1 never existed (PostgreSQL went from 3.0 to 3.2)"),
+        _ => Err("expected 3.0, 3.2 or latest"),
     }
 }
 

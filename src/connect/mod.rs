@@ -27,8 +27,8 @@ use crate::transport::{
 };
 
 pub use config::{
-    ChannelBinding, Config, GssEncMode, Keepalive, LoadBalanceHosts, Replication, SslCertMode,
-    SslMode, SslNegotiation, TargetSessionAttrs, TlsVersion,
+    ChannelBinding, Config, GssEncMode, Keepalive, LoadBalanceHosts, ProtocolVersion, Replication,
+    SslCertMode, SslMode, SslNegotiation, TargetSessionAttrs, TlsVersion,
 };
 pub use hosts::{DialTarget, HostEntry, get_hosts, is_unix_socket, unix_socket_path};
 pub use keywords::{KEYWORDS, REFUSED_KEYWORDS};

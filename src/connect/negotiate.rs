@@ -123,7 +123,7 @@ pub(crate) async fn start_tls<T: Transport>(
     };
     let mut tls = TlsTransport::connect(socket, attempt.config.clone(), name)
         .await
-        .map_err(|e| handshake_error(e, setup, &host))?;
+        .map_err(|e| handshake_error(e, setup, &host, direct))?;
     let (requested, sent) = attempt.client_cert();
     tls.set_client_cert(requested, sent);
     let alpn = tls.info().alpn_protocol.as_deref();
@@ -136,7 +136,7 @@ pub(crate) async fn start_tls<T: Transport>(
     Ok(tls)
 }
 
-fn handshake_error(e: io::Error, setup: &TlsSetup, host: &str) -> Error {
+fn handshake_error(e: io::Error, setup: &TlsSetup, host: &str, direct: bool) -> Error {
     if let Some(plaintext) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<PlaintextBeforeTls>())
@@ -149,6 +149,13 @@ fn handshake_error(e: io::Error, setup: &TlsSetup, host: &str) -> Error {
         .and_then(|tls| setup.explain(tls, host));
     let reason = match (explained, e.kind()) {
         (Some(why), _) => format!("TLS handshake failed: {why}"),
+        // A server before 17 reads a ClientHello as a malformed startup
+        // packet and hangs up without a word: the likeliest cause, so say it.
+        (None, io::ErrorKind::UnexpectedEof) if direct => {
+            "the server closed the connection during the TLS handshake: a server before \
+             PostgreSQL 17 does this with sslnegotiation=direct; use sslnegotiation=postgres"
+                .to_owned()
+        }
         (None, io::ErrorKind::UnexpectedEof) => {
             "the server closed the connection during the TLS handshake".to_owned()
         }

@@ -62,7 +62,9 @@ pub(crate) async fn startup<T: Transport>(
         Some(Replication::Database) => params.push(("replication", "database")),
         None => {}
     }
-    conn.session_mut().startup(&params)?;
+    let (min, max) = config.protocol_versions();
+    conn.session_mut()
+        .startup_with_protocol(min, max, &params)?;
     conn.send_buf_msg().await?;
 
     let mut method = AuthMethod::Trust;

@@ -11,6 +11,57 @@ use super::limits::{MAX_COPY_FAIL_REASON_LEN, MAX_FRONTEND_BODY_LEN};
 
 /// Protocol version 3.0 as sent in a StartupMessage: major 3 in the high 16 bits.
 pub const PROTOCOL_VERSION_3_0: i32 = 0x0003_0000;
+/// Protocol version 3.2 (PostgreSQL 18: cancel keys up to 256 bytes).
+pub const PROTOCOL_VERSION_3_2: i32 = 0x0003_0002;
+
+/// A protocol version a client may ask for. 3.1 never existed: PostgreSQL went
+/// from 3.0 to 3.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum ProtocolVersion {
+    /// 3.0, every server since PostgreSQL 7.4; what libpq asks for by default.
+    #[default]
+    V3_0,
+    /// 3.2, PostgreSQL 18 and later.
+    V3_2,
+}
+
+impl ProtocolVersion {
+    /// The newest version this library speaks (libpq's `latest`).
+    pub const LATEST: Self = Self::V3_2;
+
+    /// The minor number (0 or 2).
+    pub const fn minor(self) -> i32 {
+        match self {
+            Self::V3_0 => 0,
+            Self::V3_2 => 2,
+        }
+    }
+
+    /// The version for a code as a StartupMessage or NegotiateProtocolVersion
+    /// carries it; `None` for 3.1 (which never existed), other majors and
+    /// anything newer than we speak.
+    pub const fn from_code(code: i32) -> Option<Self> {
+        match code {
+            PROTOCOL_VERSION_3_0 => Some(Self::V3_0),
+            PROTOCOL_VERSION_3_2 => Some(Self::V3_2),
+            _ => None,
+        }
+    }
+
+    /// The code sent in a StartupMessage.
+    pub const fn code(self) -> i32 {
+        match self {
+            Self::V3_0 => PROTOCOL_VERSION_3_0,
+            Self::V3_2 => PROTOCOL_VERSION_3_2,
+        }
+    }
+}
+
+impl std::fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "3.{}", self.minor())
+    }
+}
 /// The SSLRequest code: 1234 in the high 16 bits, 5679 in the low.
 pub const SSL_REQUEST_CODE: i32 = 0x04D2_162F;
 /// The CancelRequest code: 1234 in the high 16 bits, 5678 in the low.
@@ -67,8 +118,20 @@ impl Target {
 /// [`EncodeError::NulInString`] or [`EncodeError::EmptyParameterName`] for a bad
 /// parameter; [`EncodeError::TooLong`] if the message would not fit.
 pub fn startup(buf: &mut BytesMut, params: &[(&str, &str)]) -> Result<(), EncodeError> {
+    startup_with_version(buf, ProtocolVersion::V3_0, params)
+}
+
+/// StartupMessage asking for protocol `version` with `params`.
+///
+/// # Errors
+/// As [`startup`].
+pub fn startup_with_version(
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    params: &[(&str, &str)],
+) -> Result<(), EncodeError> {
     message(buf, None, "StartupMessage", |buf| {
-        buf.put_i32(PROTOCOL_VERSION_3_0);
+        buf.put_i32(version.code());
         for (name, value) in params {
             if name.is_empty() {
                 return Err(EncodeError::EmptyParameterName);

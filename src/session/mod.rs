@@ -23,6 +23,7 @@
 mod dispatch;
 mod rows;
 mod state;
+mod version;
 
 use std::collections::BTreeMap;
 use std::task::{Context, Poll};
@@ -42,6 +43,7 @@ use crate::protocol::{
     TransactionStatus, frontend,
 };
 
+pub use crate::protocol::frontend::ProtocolVersion;
 pub use dispatch::{Notification, NotificationDelivery, NotificationQueue};
 pub use rows::{RowBuffer, RowCounter, RowSink};
 pub use state::{Event, InvalidTransition, State};
@@ -83,7 +85,9 @@ pub struct BackendKey {
 /// What NegotiateProtocolVersion told us.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolNegotiation {
-    /// Newest minor protocol version the server supports.
+    /// The newest protocol version the server supports for the major version
+    /// asked for, as sent: PostgreSQL sends the whole version (`0x0003_0000`
+    /// for 3.0), though the protocol documentation calls the field the minor.
     pub newest_minor: i32,
     /// `_pq_.` options the server did not recognise.
     pub unsupported_options: Vec<String>,
@@ -107,6 +111,7 @@ struct Core {
     transaction_status: TransactionStatus,
     backend_key: Option<BackendKey>,
     negotiation: Option<ProtocolNegotiation>,
+    versions: version::Versions,
     dispatch: Dispatch,
     /// ReadyForQuery messages processed: tells one response from the next.
     ready_count: u64,
@@ -125,6 +130,7 @@ impl Session {
                 transaction_status: TransactionStatus::Idle,
                 backend_key: None,
                 negotiation: None,
+                versions: version::Versions::default(),
                 ready_count: 0,
                 dispatch: Dispatch {
                     queue: NotificationQueue::new(config.notification_capacity),
@@ -170,6 +176,12 @@ impl Session {
         self.core.backend_key.as_ref()
     }
 
+    /// The protocol version in use: what the StartupMessage asked for, or the
+    /// older one the server's NegotiateProtocolVersion named.
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        self.core.versions.current
+    }
+
     /// What NegotiateProtocolVersion reported, if the server sent one.
     pub fn protocol_negotiation(&self) -> Option<&ProtocolNegotiation> {
         self.core.negotiation.as_ref()
@@ -202,9 +214,42 @@ impl Session {
     /// A state error unless `Connecting`; an invalid-input error for a bad
     /// parameter (state and send buffer unchanged).
     pub fn startup(&mut self, params: &[(&str, &str)]) -> Result<(), Error> {
+        self.startup_with_protocol(ProtocolVersion::V3_0, ProtocolVersion::V3_0, params)
+    }
+
+    /// As [`Session::startup`], asking for protocol `max` and accepting a server
+    /// that answers with any version from `min` up (libpq's
+    /// `min_protocol_version` / `max_protocol_version`). The server's answer is
+    /// checked as it arrives: [`Session::next_message`] fails with kind
+    /// `Connect` for a version below `min`, kind `Protocol` for an answer no
+    /// correct server gives.
+    ///
+    /// # Errors
+    /// As [`Session::startup`]; a config error if `min` is above `max`.
+    pub fn startup_with_protocol(
+        &mut self,
+        min: ProtocolVersion,
+        max: ProtocolVersion,
+        params: &[(&str, &str)],
+    ) -> Result<(), Error> {
+        if min > max {
+            return Err(Error::config(
+                "\"min_protocol_version\" is greater than \"max_protocol_version\"",
+            ));
+        }
         self.transition_with(State::Connecting, Event::StartupSent, |buf| {
-            frontend::startup(buf, params)
-        })
+            frontend::startup_with_version(buf, max, params)
+        })?;
+        self.core.versions = version::Versions {
+            min,
+            current: max,
+            requested_options: params
+                .iter()
+                .filter(|(name, _)| name.starts_with("_pq_."))
+                .map(|(name, _)| (*name).to_owned())
+                .collect(),
+        };
+        Ok(())
     }
 
     /// Encodes a simple Query and moves to `Busy`.
@@ -471,7 +516,7 @@ impl Session {
                     .get(HEADER_LEN..header.len)
                     .unwrap_or_default();
                 if let Ok(msg) = backend::parse_body(header.tag, frame, |s| s) {
-                    self.core.absorb(&msg);
+                    self.core.absorb(&msg)?;
                 }
                 return Ok(None);
             }
@@ -481,11 +526,17 @@ impl Session {
                 .take(header.len)
                 .get(HEADER_LEN..)
                 .unwrap_or_default();
-            let result = match rows.as_deref_mut() {
+            let parsed = match rows.as_deref_mut() {
                 Some(sink) if to_sink => DataRow::parse(body, |s| s).and_then(|row| sink.row(row)),
-                _ => backend::parse_body(header.tag, body, |s| s).map(|msg| self.core.absorb(&msg)),
+                _ => match backend::parse_body(header.tag, body, |s| s) {
+                    Ok(msg) => {
+                        self.core.absorb(&msg)?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
             };
-            if let Err(e) = result {
+            if let Err(e) = parsed {
                 return Err(self.core.protocol_failure(e));
             }
         }
@@ -578,7 +629,11 @@ impl Core {
     }
 
     /// Handles a message that is consumed internally.
-    fn absorb<B: AsRef<[u8]>>(&mut self, msg: &Message<B>) {
+    ///
+    /// # Errors
+    /// A NegotiateProtocolVersion the session cannot accept (the session is then
+    /// closed).
+    fn absorb<B: AsRef<[u8]>>(&mut self, msg: &Message<B>) -> Result<(), Error> {
         match msg {
             Message::NoticeResponse(fields) => self.dispatch.notice(&fields.to_db_error()),
             Message::NotificationResponse {
@@ -596,16 +651,22 @@ impl Core {
                 self.params.insert(lossy(name), lossy(value));
             }
             Message::NegotiateProtocolVersion(n) => {
-                self.negotiation = Some(ProtocolNegotiation {
+                let theirs = ProtocolNegotiation {
                     newest_minor: n.newest_minor(),
                     unsupported_options: n
                         .options()
                         .map(|o| String::from_utf8_lossy(o).into_owned())
                         .collect(),
-                });
+                };
+                if let Err(e) = self.versions.negotiate(self.negotiation.as_ref(), &theirs) {
+                    self.state = State::Closed;
+                    return Err(e);
+                }
+                self.negotiation = Some(theirs);
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Applies what a returned message means for the session's state.
@@ -634,6 +695,10 @@ impl Core {
                 process_id,
                 secret_key,
             } => {
+                if let Err(e) = self.versions.check_cancel_key(secret_key.as_ref().len()) {
+                    self.state = State::Closed;
+                    return Err(e);
+                }
                 self.backend_key = Some(BackendKey {
                     process_id: *process_id,
                     secret_key: secret_key.as_ref().to_vec(),

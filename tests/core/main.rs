@@ -11,3 +11,4 @@ mod next_message;
 mod notifications;
 mod options;
 mod parser;
+mod versions;

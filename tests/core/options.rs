@@ -44,6 +44,7 @@ fn sample(key: &str) -> &'static str {
         "sslcertmode" => "allow",
         "require_auth" => "scram-sha-256",
         "ssl_min_protocol_version" | "ssl_max_protocol_version" => "TLSv1.3",
+        "min_protocol_version" | "max_protocol_version" => "3.2",
         "gssencmode" => "disable",
         "replication" => "database",
         "target_session_attrs" => "read-write",
@@ -70,14 +71,51 @@ fn every_keyword_is_accepted_and_every_refused_one_names_itself() {
     }
     assert!(refused("bogus_option=1").contains("unknown connection option \"bogus_option\""));
     let e = Config::new()
-        .apply_env(|k| (k == "PGMINPROTOCOLVERSION").then(|| "3.2".to_owned()))
+        .apply_env(|k| (k == "PGGSSDELEGATION").then(|| "1".to_owned()))
         .unwrap_err();
     assert!(
-        e.to_string().contains("PGMINPROTOCOLVERSION")
-            && e.to_string()
-                .contains("\"min_protocol_version\" is not supported"),
+        e.to_string().contains("PGGSSDELEGATION")
+            && e.to_string().contains("\"gssdelegation\" is not supported"),
         "{e}"
     );
+}
+
+#[test]
+fn protocol_versions_as_libpq_18() {
+    use pg_transport::connect::ProtocolVersion::{V3_0, V3_2};
+    assert_eq!(
+        Config::new().protocol_versions(),
+        (V3_0, V3_0),
+        "3.0 by default"
+    );
+    assert_eq!(
+        parse("max_protocol_version=latest").protocol_versions(),
+        (V3_0, V3_2)
+    );
+    assert_eq!(
+        parse("max_protocol_version=3.2").protocol_versions(),
+        (V3_0, V3_2)
+    );
+    assert_eq!(
+        parse("min_protocol_version=3.2").protocol_versions(),
+        (V3_2, V3_2),
+        "a min above 3.0 makes the default max the latest"
+    );
+    assert_eq!(
+        parse("min_protocol_version=3.0 max_protocol_version=3.0").protocol_versions(),
+        (V3_0, V3_0)
+    );
+    assert!(refused("max_protocol_version=3.1").contains("protocol 3.1 never existed"));
+    assert!(refused("min_protocol_version=4.0").contains("expected 3.0, 3.2 or latest"));
+    let why = refused("min_protocol_version=3.2 max_protocol_version=3.0");
+    assert!(
+        why.contains("\"min_protocol_version\" is greater than \"max_protocol_version\""),
+        "{why}"
+    );
+    let mut c = Config::new();
+    c.apply_env(|k| (k == "PGMAXPROTOCOLVERSION").then(|| "latest".to_owned()))
+        .unwrap();
+    assert_eq!(c.max_protocol_version, Some(V3_2));
 }
 
 #[test]

@@ -223,7 +223,7 @@ async fn cancel_over_tls_stops_a_running_query() {
     cancel_stops_a_running_query_with("sslmode=require").await;
 }
 
-async fn cancel_stops_a_running_query_with(params: &str) {
+pub async fn cancel_stops_a_running_query_with(params: &str) {
     let c = cluster();
     let config: pg_transport::Config = c.url(TRUST_USER, None, params).parse().unwrap();
     let (mut client, info) = pg_transport::connect(&config).await.unwrap();

@@ -17,6 +17,7 @@ mod options;
 mod peers;
 mod scripted;
 mod targets;
+mod versions;
 
 use pg_transport::{Client, Config};
 
