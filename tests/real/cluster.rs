@@ -11,9 +11,8 @@ use std::process::{Command, Stdio};
 
 #[path = "../support/server_bin.rs"]
 mod server_bin;
-use server_bin::{
-    append, as_server_user, find_bin, free_port, give_to_server_user, initdb, is_root, run,
-};
+use server_bin::{append, as_server_user, find_bin, give_to_server_user, initdb, is_root};
+pub(crate) use server_bin::{free_port, run};
 use std::sync::OnceLock;
 
 /// Users and their passwords.
@@ -140,6 +139,15 @@ impl Cluster {
         self.pg_ctl(&["start"])
     }
 
+    /// A command running `program` (a full path) as the server's user, and
+    /// the files in `dir` handed to that user first.
+    pub fn as_server_user_in(&self, dir: &Path, program: &Path) -> Result<Command, String> {
+        give_to_server_user(dir)?;
+        let parent = program.parent().unwrap_or(Path::new("/"));
+        let name = program.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        Ok(as_server_user(parent, name))
+    }
+
     fn as_server_user(&self, program: &str) -> Command {
         as_server_user(&self.bin, program)
     }
@@ -185,7 +193,8 @@ impl Cluster {
             self.bin.display()
         );
         let stop = format!(
-            "{pg_ctl} -D {base}/replica stop -m immediate >/dev/null 2>&1; {pg_ctl} -D {base}/data stop -m immediate",
+            "for p in {base}/pgbouncer-*.pid; do kill -TERM $(cat $p); done 2>/dev/null; \
+             {pg_ctl} -D {base}/replica stop -m immediate >/dev/null 2>&1; {pg_ctl} -D {base}/data stop -m immediate",
             base = self.base.display()
         );
         let script = format!(

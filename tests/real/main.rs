@@ -15,6 +15,7 @@ mod first_cause;
 mod liveness;
 mod options;
 mod peers;
+mod pgbouncer;
 mod scripted;
 mod targets;
 mod versions;
