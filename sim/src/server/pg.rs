@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use turmoil::net::TcpStream;
 
 use super::auth::{Auth, authenticate};
 use super::encode::{Sent, authentication_ok, ready_for_query};
@@ -38,6 +37,12 @@ pub(crate) enum Reply {
     },
     /// CopyOutResponse, these messages, CopyDone, CommandComplete.
     CopyOut(Vec<Sent>),
+    /// An ErrorResponse (severity ERROR) with `code`, then ReadyForQuery.
+    #[allow(dead_code, reason = "only the differential test plays it so far")]
+    Error { code: String, message: String },
+    /// EmptyQueryResponse, then ReadyForQuery: the answer to an empty query.
+    #[allow(dead_code, reason = "only the differential test plays it so far")]
+    EmptyQuery,
     /// Right after startup, close the connection (optionally after a FATAL
     /// ErrorResponse, as PostgreSQL does), without waiting for a query.
     CloseIdle { fatal: bool },
@@ -101,9 +106,10 @@ pub(crate) struct Log {
     pub(crate) tls: bool,
 }
 
-/// Serves one connection per `script`, recording into `log`.
-pub(crate) async fn serve(
-    mut s: TcpStream,
+/// Serves one connection per `script`, recording into `log`: a turmoil stream in
+/// the simulation, a loopback TCP stream in the differential test.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
     script: Script,
     log: Arc<Mutex<Log>>,
 ) -> std::io::Result<()> {
@@ -251,12 +257,29 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                     Some(Reply::Rows(sent)) => {
                         let mut out = Vec::new();
                         sent.iter().for_each(|m| m.encode(&mut out));
-                        Sent::CommandComplete("SELECT".into()).encode(&mut out);
+                        let rows = sent
+                            .iter()
+                            .filter(|m| matches!(m, Sent::DataRow(_)))
+                            .count();
+                        Sent::CommandComplete(format!("SELECT {rows}")).encode(&mut out);
+                        ready_for_query(&mut out, b'I');
+                        send(&mut s, &out).await?;
+                    }
+                    Some(Reply::Error { code, message }) => {
+                        let mut out = error(&code, &message);
+                        ready_for_query(&mut out, b'I');
+                        send(&mut s, &out).await?;
+                    }
+                    Some(Reply::EmptyQuery) => {
+                        let mut out = Vec::new();
+                        Sent::EmptyQuery.encode(&mut out);
                         ready_for_query(&mut out, b'I');
                         send(&mut s, &out).await?;
                     }
                     Some(Reply::CopyIn { abort_at, stray }) => {
-                        send(&mut s, b"G\0\0\0\x07\0\0\0").await?;
+                        // The scenarios' table `t (id int PRIMARY KEY, v text)`:
+                        // text format, two text columns.
+                        send(&mut s, b"G\0\0\0\x0b\0\0\x02\0\0\0\0").await?;
                         copy = Some(CopyIn {
                             abort_at,
                             stray,
@@ -265,15 +288,21 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                         });
                     }
                     Some(Reply::CopyOut(sent)) => {
-                        let mut out = b"H\0\0\0\x07\0\0\0".to_vec();
+                        let mut out = copy_out_response(&sent);
                         sent.iter().for_each(|m| m.encode(&mut out));
                         out.extend_from_slice(b"c\0\0\0\x04");
-                        Sent::CommandComplete("COPY".into()).encode(&mut out);
+                        // PostgreSQL sends one CopyData per row.
+                        let rows = sent
+                            .iter()
+                            .filter(|m| matches!(m, Sent::CopyData(_)))
+                            .count();
+                        Sent::CommandComplete(format!("COPY {rows}")).encode(&mut out);
                         ready_for_query(&mut out, b'I');
                         send(&mut s, &out).await?;
                     }
                     Some(Reply::Listen { trailing, later }) => {
-                        let mut out = b"I\0\0\0\x04".to_vec();
+                        let mut out = Vec::new();
+                        Sent::CommandComplete("LISTEN".into()).encode(&mut out);
                         ready_for_query(&mut out, b'I');
                         for payload in trailing {
                             notification(payload).encode(&mut out);
@@ -298,6 +327,25 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             _ => {}
         }
     }
+}
+
+/// CopyOutResponse in text format with as many columns as the first row has
+/// fields (tab-separated), as PostgreSQL describes the table it copies.
+fn copy_out_response(sent: &[Sent]) -> Vec<u8> {
+    let columns = sent
+        .iter()
+        .find_map(|m| match m {
+            Sent::CopyData(row) => Some(row.split(|&b| b == b'\n').next().unwrap_or_default()),
+            _ => None,
+        })
+        .map_or(0, |line| line.iter().filter(|&&b| b == b'\t').count() + 1);
+    let columns = u16::try_from(columns).unwrap_or(u16::MAX);
+    let mut out = vec![b'H'];
+    out.extend_from_slice(&(7 + 2 * u32::from(columns)).to_be_bytes());
+    out.push(0);
+    out.extend_from_slice(&columns.to_be_bytes());
+    out.extend(std::iter::repeat_n([0u8, 0], columns.into()).flatten());
+    out
 }
 
 fn notification(payload: String) -> Sent {
