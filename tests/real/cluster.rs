@@ -143,7 +143,7 @@ impl Cluster {
     /// the files in `dir` handed to that user first.
     pub fn as_server_user_in(&self, dir: &Path, program: &Path) -> Result<Command, String> {
         give_to_server_user(dir)?;
-        let parent = program.parent().unwrap_or(Path::new("/"));
+        let parent = program.parent().unwrap_or_else(|| Path::new("/"));
         let name = program.file_name().and_then(|n| n.to_str()).unwrap_or("");
         Ok(as_server_user(parent, name))
     }

@@ -42,6 +42,12 @@ async fn every_auth_method_over_tcp() {
             "sslmode=require&channel_binding=disable",
             AuthMethod::ScramSha256,
         ),
+        (
+            SCRAM_USER,
+            Some(SCRAM_PASS),
+            "sslmode=require&channel_binding=require",
+            AuthMethod::ScramSha256Plus,
+        ),
     ];
     for (user, password, params, expected) in cases {
         let url = c.url(user, password, params);

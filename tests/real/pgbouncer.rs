@@ -423,6 +423,38 @@ async fn transaction_pooling_delivers_notifications_to_whoever_holds_the_server_
     );
 }
 
+/// Transaction pooling again: a `SET` changes the server connection, so it
+/// reaches whichever client that connection serves next, while the startup
+/// parameters PgBouncer tracks (application_name among them) are set again
+/// for each client. What users see, pinned; a pool of its own, one server
+/// connection.
+#[tokio::test]
+async fn transaction_pooling_leaks_set_but_keeps_tracked_startup_parameters() {
+    let bouncer = Bouncer::start("tx-set", "transaction");
+    let mut a =
+        crate::client(&bouncer.url(TRUST_USER, None, "sslmode=disable&application_name=alpha"))
+            .await;
+    a.simple_query("SET statement_timeout = '4321ms'")
+        .await
+        .unwrap();
+    let mut b =
+        crate::client(&bouncer.url(TRUST_USER, None, "sslmode=disable&application_name=beta"))
+            .await;
+    assert_eq!(
+        one(&mut b, "SHOW statement_timeout").await.as_deref(),
+        Some("4321ms"),
+        "client b sees client a's SET"
+    );
+    assert_eq!(
+        one(&mut b, "SHOW application_name").await.as_deref(),
+        Some("beta")
+    );
+    assert_eq!(
+        one(&mut a, "SHOW application_name").await.as_deref(),
+        Some("alpha")
+    );
+}
+
 #[tokio::test]
 async fn a_pgbouncer_restart_is_seen_by_the_probes_and_a_new_connection_works() {
     let bouncer = Bouncer::start("restart", "session");
