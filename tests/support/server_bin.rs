@@ -50,26 +50,29 @@ pub(crate) fn find_bin() -> Result<PathBuf, String> {
         .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
 }
 
-/// Where `scripts/pg-servers.sh` put PostgreSQL `version` (the same rules as the
-/// script: Debian's package for 15, the cache directory for the others).
+/// Where `scripts/pg-servers.sh` put PostgreSQL `version`: Debian's package for
+/// 15; else `$PGT_SERVER_CACHE`, or the user's cache and then root's (a normal
+/// user may run the tests against servers root installed).
 fn installed_version(version: &str) -> Result<PathBuf, String> {
+    let mut caches = Vec::new();
+    match std::env::var_os("PGT_SERVER_CACHE") {
+        Some(dir) => caches.push(PathBuf::from(dir)),
+        None => {
+            let user_cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
+            caches.extend(user_cache.map(|c| c.join("pg-transport/servers")));
+            caches.push(PathBuf::from("/var/cache/pg-transport/servers"));
+        }
+    }
     let debian = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
-    let cache = match std::env::var_os("PGT_SERVER_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None if is_root() => PathBuf::from("/var/cache/pg-transport/servers"),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-            .unwrap_or_default()
-            .join("pg-transport/servers"),
-    };
-    [debian, cache.join(version).join("bin")]
-        .into_iter()
+    std::iter::once(debian)
+        .chain(caches.iter().map(|c| c.join(version).join("bin")))
         .find(|bin| bin.join("initdb").exists())
         .ok_or_else(|| {
             format!(
                 "PGT_SERVER_VERSION={version}, but PostgreSQL {version} is not installed: \
-                 run scripts/pg-servers.sh {version}"
+                 run scripts/pg-servers.sh {version} (it installs 14 to 18)"
             )
         })
 }
