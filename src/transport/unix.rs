@@ -300,6 +300,21 @@ impl AsyncWrite for UnixTransport {
         Pin::new(self.get_mut().stream()?).poll_write(cx, buf)
     }
 
+    // Forwarded so a COPY IN chunk goes out with its header in one writev, not
+    // two writes (the default writes only the first slice).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().stream()?).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        // A Unix stream writes slices with writev, in or out of the reactor.
+        true
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(self.get_mut().stream()?).poll_flush(cx)
     }
