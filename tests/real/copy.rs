@@ -151,6 +151,58 @@ async fn large_chunks_are_split_and_sent_whole() {
     assert_eq!(total, 3 * 1024 * 1024);
 }
 
+/// Chunks of 16 KiB and more leave as a header plus the caller's bytes in one
+/// vectored write; over TLS and a Unix socket too, every byte arrives in order.
+#[tokio::test]
+async fn vectored_copy_in_over_tls_and_unix_arrives_whole() {
+    let c = cluster();
+    for (name, conninfo) in [
+        ("tls", c.url(TRUST_USER, None, "sslmode=require")),
+        ("unix", c.socket_conninfo(TRUST_USER, "")),
+    ] {
+        let mut client = crate::client(&conninfo).await;
+        let table = format!("vectored_{name}");
+        client
+            .simple_query(&format!(
+                "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (n int, v text)"
+            ))
+            .await
+            .unwrap();
+        // Chunks of 20 KiB to 200 KiB, each whole rows, numbered.
+        let mut chunks = Vec::new();
+        let mut n = 0;
+        for size in (1..=10).map(|k| k * 20 * 1024) {
+            let mut chunk = String::new();
+            while chunk.len() < size {
+                chunk.push_str(&format!("{n}\t{}\n", "v".repeat(n % 97)));
+                n += 1;
+            }
+            chunks.push(Ok::<_, std::io::Error>(Bytes::from(chunk)));
+        }
+        let stream = futures_util::stream::iter(chunks);
+        let rows = client
+            .copy_in(&format!("COPY {table} FROM STDIN"), source_stream(stream))
+            .await
+            .unwrap();
+        assert_eq!(rows, n as u64, "{name}");
+        let check = client
+            .simple_query(&format!(
+                "SELECT count(*) FILTER (WHERE length(v) = n % 97), min(n), max(n) FROM {table}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            check[0].rows[0],
+            [
+                Some(n.to_string()),
+                Some("0".to_owned()),
+                Some((n - 1).to_string())
+            ],
+            "{name}: every row whole"
+        );
+    }
+}
+
 #[tokio::test]
 async fn j101_source_error_sends_copy_fail_and_keeps_ready() {
     let mut c = admin().await;
