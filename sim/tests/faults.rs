@@ -38,9 +38,9 @@ use server::auth::{Auth, Twist};
 use server::pg::Ssl;
 
 /// Cases per property, sized to CI's minute for this file in a debug build:
-/// measured on a 2-core machine, 24 s wall and 37 s CPU once built (43 s wall
-/// with the other core busy; 8000 cases took 60 s there). The CPU time fits
-/// the minute even on one core.
+/// measured on a 2-core machine once built, 24-41 s wall (the other core idle
+/// or busy) and 37-45 s CPU, so it fits the minute even on one core; 8000
+/// cases took 60 s with the other core busy.
 const CASES: u32 = 6000;
 
 fn config() -> Config {
