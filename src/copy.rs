@@ -957,3 +957,7 @@ impl Outgoing {
         self.message_ends.retain(|&e| e <= keep_until);
     }
 }
+
+#[cfg(test)]
+#[path = "copy_tests.rs"]
+mod tests;

@@ -3,7 +3,7 @@
 //! without this, framing code would never see a split message), and can end
 //! the connection with a FIN or RST at a chosen byte.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -202,38 +202,92 @@ impl<T: Transport> AsyncRead for Chop<T> {
     }
 }
 
+impl<T: Transport> Chop<T> {
+    /// Writes at most the plan's next size of `bufs`, across the slices, so a
+    /// vectored write is cut the way a single one is.
+    fn poll_write_cut(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.stall(cx) {
+            return Poll::Pending;
+        }
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let left = self.left(false);
+        if left == Some(0) && total != 0 {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if let Some(frames) = self.frames.as_mut() {
+            frames.note_arrival(&self.inner);
+        }
+        let limit = pick(&self.plan.writes, self.writes).min(left.unwrap_or(usize::MAX));
+        let parts = prefix(bufs, limit);
+        let inner = Pin::new(&mut self.inner);
+        let result = match parts.as_slice() {
+            [] => inner.poll_write(cx, &[]),
+            [one] => inner.poll_write(cx, one),
+            _ if inner.is_write_vectored() => inner.poll_write_vectored(cx, &parts),
+            // turmoil's stream has no vectored write and would take the first
+            // slice only; gathering, as writev does, lets the caller see a
+            // count that ends inside a later slice.
+            _ => {
+                let gathered: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+                inner.poll_write(cx, &gathered)
+            }
+        };
+        if let Poll::Ready(Ok(n)) = result {
+            if let Some(frames) = self.frames.as_mut() {
+                for part in prefix(&parts, n) {
+                    frames.write(&part);
+                }
+            }
+            self.writes += 1;
+            self.ops += 1;
+            self.write_total += n;
+            if limit < total {
+                count_cut();
+            }
+        }
+        result
+    }
+}
+
+/// The first `limit` bytes of `bufs`, as slices.
+fn prefix<'b>(bufs: &'b [IoSlice<'_>], mut limit: usize) -> Vec<IoSlice<'b>> {
+    let mut parts = Vec::new();
+    for b in bufs {
+        if limit == 0 {
+            break;
+        }
+        let take = b.len().min(limit);
+        parts.push(IoSlice::new(&b[..take]));
+        limit -= take;
+    }
+    parts
+}
+
 impl<T: Transport> AsyncWrite for Chop<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if this.stall(cx) {
-            return Poll::Pending;
-        }
-        let left = this.left(false);
-        if left == Some(0) && !buf.is_empty() {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        }
-        if let Some(frames) = this.frames.as_mut() {
-            frames.note_arrival(&this.inner);
-        }
-        let limit = pick(&this.plan.writes, this.writes).min(left.unwrap_or(usize::MAX));
-        let part = &buf[..buf.len().min(limit)];
-        let result = Pin::new(&mut this.inner).poll_write(cx, part);
-        if let Poll::Ready(Ok(n)) = result {
-            if let Some(frames) = this.frames.as_mut() {
-                frames.write(&part[..n]);
-            }
-            this.writes += 1;
-            this.ops += 1;
-            this.write_total += n;
-            if part.len() < buf.len() {
-                count_cut();
-            }
-        }
-        result
+        self.get_mut().poll_write_cut(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_cut(cx, bufs)
+    }
+
+    /// Vectored writes reach the inner stream whole (or gathered, when it
+    /// has none), only cut to the plan's size.
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

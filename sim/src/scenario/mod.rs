@@ -4,6 +4,7 @@
 
 pub(crate) mod net;
 mod stream;
+pub(crate) mod variant;
 
 use crate::seed::Seed;
 

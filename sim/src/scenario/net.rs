@@ -11,6 +11,10 @@ use pg_transport::transport::{MaybeTls, SimTransport};
 use pg_transport::{Config, Connection, CopyInOptions, ErrorKind, State, source_fn};
 
 use super::Outcome;
+use super::variant::{
+    AuthVariant, COPY_OUT_SALT, CUT_SALT, CopyInVariant, CopyOutForm, CopyOutVariant, CutVariant,
+    QUERY_SALT, QueryVariant,
+};
 use crate::chop::{Chop, End, FrameLog, Frames, Plan, take_cuts};
 use crate::seed::{Rng, Seed};
 use crate::server::auth::{Auth, PASSWORD, Twist};
@@ -192,9 +196,13 @@ fn finish(
     }
 }
 
-fn rows_reply(rng: &mut Rng) -> Vec<Sent> {
+/// A RowDescription and the messages that follow it: as many as the seed
+/// draws, or `count`. The count is drawn either way, so a smaller `count`
+/// gives a prefix of the seed's messages.
+pub(super) fn rows_reply(rng: &mut Rng, count: Option<usize>) -> Vec<Sent> {
     let mut sent = vec![Sent::RowDescription(vec!["a".into(), "b".into()])];
-    for _ in 0..rng.below(60) {
+    let drawn = rng.below(60);
+    for _ in 0..count.unwrap_or(drawn) {
         sent.push(match rng.below(6) {
             0 => Sent::Notice(rng.word(20)),
             1 => Sent::Notification {
@@ -215,10 +223,15 @@ fn rows_reply(rng: &mut Rng) -> Vec<Sent> {
 /// A query whose reply mixes rows with notices, notifications and
 /// ParameterStatus, over chopped reads and writes.
 pub(crate) fn query(seed: Seed) -> Outcome {
-    let mut rng = Rng::new(Seed(seed.0 ^ 0x51));
-    let sent = rows_reply(&mut rng);
+    query_with(seed, QueryVariant::from_seed(seed))
+}
+
+/// [`query`] with its choices given.
+pub(crate) fn query_with(seed: Seed, v: QueryVariant) -> Outcome {
+    let mut rng = Rng::new(Seed(seed.0 ^ QUERY_SALT));
+    let sent = rows_reply(&mut rng, Some(v.messages));
     let expected = sent.clone();
-    let script = Script::plain(Reply::Rows(sent)).tls_if(rng.one_in(3));
+    let script = Script::plain(Reply::Rows(sent)).tls_if(v.tls);
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
@@ -270,20 +283,18 @@ pub(crate) fn query(seed: Seed) -> Outcome {
 /// CopyDone or CopyFail after the abort, little data after it, and the
 /// connection usable. Without an abort: the server's row count, all rows.
 pub(crate) fn copy_in(seed: Seed) -> Outcome {
-    let mut rng = Rng::new(Seed(seed.0 ^ 0xC0));
-    // About 50-250 KB of COPY data: enough for several batches, few enough
-    // simulated segments to run thousands of seeds.
-    let abort_at = (!rng.one_in(4)).then(|| 1 + rng.below(150_000));
-    let total_rows = 2_000 + rng.below(8_000) as u64;
-    let chunk_rows = 1 + rng.below(500) as u64;
-    let stray = rng.one_in(3);
-    // The default batch, or small ones (many batches, so "one batch" is a
-    // tight bound on what may follow the server's error).
-    let batch_size = match rng.below(3) {
-        0 => CopyInOptions::default().batch_size,
-        1 => 1 + rng.below(16 * 1024),
-        _ => 1 + rng.below(2 * 1024),
-    };
+    copy_in_with(seed, CopyInVariant::from_seed(seed))
+}
+
+/// [`copy_in`] with its choices given.
+pub(crate) fn copy_in_with(seed: Seed, v: CopyInVariant) -> Outcome {
+    let CopyInVariant {
+        abort_at,
+        total_rows,
+        chunk_rows,
+        stray,
+        batch_size,
+    } = v;
     let script = Script::plain(Reply::CopyIn { abort_at, stray });
     // Writes of at least 256 bytes: 1-byte CopyData segments would make a
     // single run take minutes without exercising anything new.
@@ -383,12 +394,16 @@ pub(crate) fn copy_in(seed: Seed) -> Outcome {
 
 /// COPY OUT: every CopyData byte arrives, in order, notifications on the side.
 pub(crate) fn copy_out(seed: Seed) -> Outcome {
-    let mut rng = Rng::new(Seed(seed.0 ^ 0x0C));
-    let sent = copy_reply(&mut rng);
+    copy_out_with(seed, CopyOutVariant::from_seed(seed))
+}
+
+/// [`copy_out`] with its choices given.
+pub(crate) fn copy_out_with(seed: Seed, v: CopyOutVariant) -> Outcome {
+    let mut rng = Rng::new(Seed(seed.0 ^ COPY_OUT_SALT));
+    let sent = copy_reply(&mut rng, Some(v.messages));
     let expected = copy_bytes(&sent);
-    let script = Script::plain(Reply::CopyOut(sent)).tls_if(rng.one_in(3));
-    // The callback form, the joined form, or the Stream form.
-    let form = rng.below(3);
+    let script = Script::plain(Reply::CopyOut(sent)).tls_if(v.tls);
+    let form = v.form;
     let payload_ends: Vec<usize> = {
         let mut end = 0;
         copy_payloads(&script)
@@ -403,10 +418,11 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
             let mut c = connect(plan, "prefer")
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
-            transcript
-                .lock()
-                .unwrap()
-                .push(format!("tls {}, form {form}", c.tls_info().is_some()));
+            transcript.lock().unwrap().push(format!(
+                "tls {}, form {}",
+                c.tls_info().is_some(),
+                form as u8
+            ));
             let mut got = Vec::new();
             let mut split_inside = false;
             let sink = |b: Bytes| {
@@ -415,9 +431,9 @@ pub(crate) fn copy_out(seed: Seed) -> Outcome {
                 async { Ok::<_, std::io::Error>(()) }
             };
             match form {
-                0 => c.copy_out("COPY t TO STDOUT", sink).await.map(drop),
-                1 => c.copy_out_joined("COPY t TO STDOUT", sink).await.map(drop),
-                _ => copy_out_streamed(&mut c, sink).await,
+                CopyOutForm::Callback => c.copy_out("COPY t TO STDOUT", sink).await.map(drop),
+                CopyOutForm::Joined => c.copy_out_joined("COPY t TO STDOUT", sink).await.map(drop),
+                CopyOutForm::Stream => copy_out_streamed(&mut c, sink).await,
             }
             .map_err(|e| format!("copy_out: {e}"))?;
             if split_inside {
@@ -494,7 +510,7 @@ pub(crate) fn cancel(seed: Seed) -> Outcome {
     if rng.one_in(3) {
         return cancel_copy_in(seed, &mut rng);
     }
-    let sent = rows_reply(&mut rng);
+    let sent = rows_reply(&mut rng, None);
     let rows = sent
         .iter()
         .filter(|m| matches!(m, Sent::DataRow(_)))
@@ -603,35 +619,24 @@ pub(crate) fn idle_close(seed: Seed) -> Outcome {
 /// password, channel_binding disable/prefer/require, and SCRAM servers that
 /// skip or forge their proof. Each combination has one right outcome.
 pub(crate) fn auth(seed: Seed) -> Outcome {
-    let mut rng = Rng::new(Seed(seed.0 ^ 0xA7));
-    let server_tls = rng.one_in(2);
-    let sslmode = ["disable", "prefer", "require"][rng.below(3)];
-    let binding = ["disable", "prefer", "require"][rng.below(3)];
-    // The forged server signature is the twist a skipped check lets through
-    // silently (every other one fails loudly anyway): three seeds in ten.
-    let auth = match rng.below(10) {
-        0 => Auth::Trust,
-        1 => Auth::Cleartext,
-        2 => Auth::Md5,
-        3 => Auth::Scram(Twist::OkWithoutFinal),
-        4..=6 => Auth::Scram(Twist::BadSignature),
-        _ => Auth::Scram(Twist::None),
-    };
-    // Rarer departures from the exchange's order (drawn last: the draws
-    // above, and so every earlier seed's combination, stay as they were).
-    let auth = match (auth, rng.below(6)) {
-        (Auth::Scram(Twist::None), 0) => Auth::Scram(Twist::FinalFirst),
-        (Auth::Scram(Twist::None), 1) => Auth::Scram(Twist::ContinueTwice),
-        (auth, _) => auth,
-    };
-    // A wrong password ends a forged server's exchange before its signature.
-    let right_password = !rng.one_in(if auth == Auth::Scram(Twist::BadSignature) {
-        10
-    } else {
-        4
-    });
-    // A server too old for SSLRequest answers it with an error.
-    let ssl_error = !server_tls && rng.one_in(5);
+    auth_with(seed, AuthVariant::from_seed(seed))
+}
+
+/// [`auth`] with its choices given.
+pub(crate) fn auth_with(seed: Seed, v: AuthVariant) -> Outcome {
+    let AuthVariant {
+        ssl,
+        sslmode,
+        binding,
+        auth,
+        right_password,
+    } = v;
+    debug_assert!(
+        matches!(ssl, Ssl::Accept | Ssl::Refuse | Ssl::Error),
+        "injection is ssl_injection's scenario; its checks are not here"
+    );
+    let server_tls = ssl == Ssl::Accept;
+    let ssl_error = ssl == Ssl::Error;
     let tls = server_tls && sslmode != "disable";
     let expected = if ssl_error && sslmode != "disable" {
         Err(Refusal {
@@ -643,11 +648,7 @@ pub(crate) fn auth(seed: Seed) -> Outcome {
         expected_auth(server_tls, sslmode, binding, auth, right_password)
     };
     let script = Script {
-        ssl: match (server_tls, ssl_error) {
-            (true, _) => Ssl::Accept,
-            (false, true) => Ssl::Error,
-            (false, false) => Ssl::Refuse,
-        },
+        ssl,
         auth,
         reply: Reply::Rows(Vec::new()),
     };
@@ -795,8 +796,11 @@ fn text_rows(sent: &[Sent]) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-fn copy_reply(rng: &mut Rng) -> Vec<Sent> {
-    (0..rng.below(80))
+/// CopyData, notices and notifications: as many as the seed draws, or
+/// `count` (a prefix of the seed's, as in [`rows_reply`]).
+pub(super) fn copy_reply(rng: &mut Rng, count: Option<usize>) -> Vec<Sent> {
+    let drawn = rng.below(80);
+    (0..count.unwrap_or(drawn))
         .map(|_| match rng.below(5) {
             0 => Sent::Notification {
                 pid: 1,
@@ -827,29 +831,32 @@ fn copy_bytes(sent: &[Sent]) -> Vec<u8> {
 /// what happened, COPY data handed over before the end is a prefix of what
 /// was sent, and the connection is then `Closed` and refuses work.
 pub(crate) fn cut(seed: Seed) -> Outcome {
-    let mut rng = Rng::new(Seed(seed.0 ^ 0xE0));
-    if rng.one_in(3) {
-        return cut_copy_in(seed, &mut rng);
-    }
-    let copy = rng.one_in(2);
+    cut_with(seed, CutVariant::from_seed(seed))
+}
+
+/// [`cut`] with its choices given.
+pub(crate) fn cut_with(seed: Seed, v: CutVariant) -> Outcome {
+    let (copy, messages, end) = match v {
+        CutVariant::Reply {
+            copy,
+            messages,
+            end,
+        } => (copy, messages, end),
+        CutVariant::CopyIn {
+            total_rows,
+            chunk_rows,
+            at,
+        } => return cut_copy_in(seed, total_rows, chunk_rows, at),
+    };
+    debug_assert!(end.reads || end.reset, "a write end is always a reset");
+    let mut rng = Rng::new(Seed(seed.0 ^ CUT_SALT));
+    // The two draws that chose this variant from the seed: skipped here too,
+    // so a seed's messages are the same whichever way it was chosen.
+    let _ = (rng.one_in(3), rng.one_in(2));
     let sent = if copy {
-        copy_reply(&mut rng)
+        copy_reply(&mut rng, Some(messages))
     } else {
-        rows_reply(&mut rng)
-    };
-    let mut encoded = Vec::new();
-    sent.iter().for_each(|m| m.encode(&mut encoded));
-    let reads = !rng.one_in(4);
-    // Startup takes about 60 bytes each way; the reply follows.
-    let at = if reads {
-        rng.below(encoded.len() + 160)
-    } else {
-        rng.below(120)
-    };
-    let end = End {
-        reads,
-        at,
-        reset: !reads || rng.one_in(2),
+        rows_reply(&mut rng, Some(messages))
     };
     let expected_rows = text_rows(&sent);
     let expected_copy = copy_bytes(&sent);
@@ -966,17 +973,12 @@ fn check_end_error(e: &pg_transport::Error, end: End) -> Result<(), String> {
 /// COPY IN whose connection is reset at a seeded byte of what the client
 /// writes: the server's row count and every row, or a `Closed`/`Io` error and
 /// no row committed.
-fn cut_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
-    let total_rows = 1 + rng.below(600) as u64;
-    let row = |i: u64| format!("{i}\tsimulated row {i}\n");
-    let data_len: usize = (0..total_rows).map(|i| row(i).len()).sum();
+fn cut_copy_in(seed: Seed, total_rows: u64, chunk_rows: u64, at: usize) -> Outcome {
     let end = End {
         reads: false,
-        // Startup and the query take about 70 bytes; then the data, framed.
-        at: rng.below(data_len + 200),
+        at,
         reset: true,
     };
-    let chunk_rows = 1 + rng.below(50) as u64;
     let script = Script::plain(Reply::CopyIn {
         abort_at: None,
         stray: false,
@@ -990,7 +992,9 @@ fn cut_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
             };
             let mut next = 0u64;
             let source = source_fn(move || {
-                let chunk: String = (next..total_rows.min(next + chunk_rows)).map(row).collect();
+                let chunk: String = (next..total_rows.min(next + chunk_rows))
+                    .map(copy_in_row)
+                    .collect();
                 next = total_rows.min(next + chunk_rows);
                 async move { Ok::<_, std::io::Error>(Bytes::from(chunk)) }
             });
@@ -1020,6 +1024,16 @@ fn cut_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
             }
         });
     finish(result, &log, &transcript, 1)
+}
+
+/// Row `i` of the COPY IN data `cut` sends.
+fn copy_in_row(i: u64) -> String {
+    format!("{i}\tsimulated row {i}\n")
+}
+
+/// The bytes of `total_rows` rows of [`copy_in_row`].
+pub(super) fn copy_in_data_len(total_rows: u64) -> usize {
+    (0..total_rows).map(|i| copy_in_row(i).len()).sum()
 }
 
 /// COPY IN dropped at a seeded simulated instant (while sending, while the
