@@ -3,7 +3,7 @@
 //! version `PGT_SERVER_VERSION` names), the same client steps against both, and
 //! the backend messages each sent are compared where a client acts on them: the
 //! message types in order, authentication codes and SASL mechanisms, error
-//! severities and SQLSTATEs, CommandComplete tags, transaction status, COPY
+//! severities and SQLSTATEs, the SSL answer, CommandComplete tags, transaction status, COPY
 //! formats and column counts, row widths, notification channels and payloads.
 //! A drift fails the test and names the step.
 //!
@@ -61,6 +61,8 @@ enum Steps {
 /// the client's steps.
 struct Conversation {
     name: &'static str,
+    /// Held with the standby (TLS off) rather than the primary.
+    on_standby: bool,
     real_user: (&'static str, Option<&'static str>),
     /// For the simulated server: its user `sim`, with or without the password.
     sim_password: Option<&'static str>,
@@ -75,6 +77,7 @@ const WRONG_PASSWORD: &str = "not the password";
 fn conversations() -> Vec<Conversation> {
     let plain = |name, reply, steps| Conversation {
         name,
+        on_standby: false,
         real_user: (TRUST_USER, None),
         sim_password: None,
         sslmode: "disable",
@@ -83,6 +86,7 @@ fn conversations() -> Vec<Conversation> {
     };
     let startup = |name, user, password: Option<&'static str>, auth| Conversation {
         name,
+        on_standby: false,
         real_user: (user, password),
         // The simulated user's password where the real one is right, the
         // same wrong one where it is wrong.
@@ -123,6 +127,19 @@ fn conversations() -> Vec<Conversation> {
             sslmode: "require",
             script: Script::plain(Reply::Rows(Vec::new())).tls_if(true),
             ..plain("", Reply::EmptyQuery, Steps::Query("SELECT 1"))
+        },
+        Conversation {
+            name: "SSL refused (sslmode=prefer, a server with TLS off)",
+            on_standby: true,
+            sslmode: "prefer",
+            ..plain(
+                "",
+                Reply::Rows(vec![
+                    Sent::RowDescription(vec!["?column?".into()]),
+                    Sent::DataRow(vec![Some(b"1".to_vec())]),
+                ]),
+                Steps::Query("SELECT 1"),
+            )
         },
         plain(
             "simple query with rows",
@@ -262,14 +279,22 @@ fn token(tag: u8, body: &[u8]) -> String {
 }
 
 /// The recorded server-to-client bytes as tokens; a run of ParameterStatus is
-/// one token. With TLS only the SSL answer can be read.
-fn tokens(bytes: &[u8], tls: bool) -> Vec<String> {
-    if tls {
-        let first = bytes.first().map(|&b| b as char);
-        return vec![format!("SSL answer {first:?}, then TLS")];
-    }
+/// one token. After an SSLRequest the answer byte comes first: past an `S`
+/// only TLS records follow, which cannot be read here.
+fn tokens(bytes: &[u8], ssl_requested: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut rest = bytes;
+    if ssl_requested {
+        let (first, after) = rest
+            .split_first()
+            .map_or((None, &[][..]), |(b, r)| (Some(*b as char), r));
+        out.push(format!("SSL answer {first:?}"));
+        if first == Some('S') {
+            out.push("TLS".to_owned());
+            return out;
+        }
+        rest = after;
+    }
     while rest.len() >= 5 {
         let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
         let Some(body) = rest.get(5..1 + len) else {
@@ -459,20 +484,21 @@ async fn empty_copy_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulated_server_says_what_postgresql_says() {
     prepare_real().await;
-    let real_port = cluster().port;
+    let (primary, standby) = (cluster().port, replica().port);
     let mut drifts = Vec::new();
     for c in conversations() {
-        let tls = c.sslmode != "disable";
+        let ssl_requested = c.sslmode != "disable";
         empty_copy_table().await;
+        let real_port = if c.on_standby { standby } else { primary };
         let (proxy, recorded) = recording_proxy(real_port).await;
         let (user, password) = c.real_user;
         let real_outcome = run(proxy, user, password, c.sslmode, c.steps, true).await;
-        let real = tokens(&recorded.await.unwrap(), tls);
+        let real = tokens(&recorded.await.unwrap(), ssl_requested);
 
         let sim_port = simulated_server(c.script.clone()).await;
         let (proxy, recorded) = recording_proxy(sim_port).await;
         let sim_outcome = run(proxy, "sim", c.sim_password, c.sslmode, c.steps, false).await;
-        let sim = tokens(&recorded.await.unwrap(), tls);
+        let sim = tokens(&recorded.await.unwrap(), ssl_requested);
 
         if real != sim || real_outcome != sim_outcome {
             drifts.push(format!(

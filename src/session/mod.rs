@@ -658,9 +658,13 @@ impl Core {
                         .map(|o| String::from_utf8_lossy(o).into_owned())
                         .collect(),
                 };
-                if let Err(e) = self.versions.negotiate(self.negotiation.as_ref(), &theirs) {
-                    self.state = State::Closed;
-                    return Err(e);
+                // The version is settled at the first ReadyForQuery; after it
+                // the message can change nothing and is only recorded.
+                if self.state == State::Authenticating {
+                    if let Err(e) = self.versions.negotiate(self.negotiation.as_ref(), &theirs) {
+                        self.state = State::Closed;
+                        return Err(e);
+                    }
                 }
                 self.negotiation = Some(theirs);
             }
@@ -695,9 +699,11 @@ impl Core {
                 process_id,
                 secret_key,
             } => {
-                if let Err(e) = self.versions.check_cancel_key(secret_key.as_ref().len()) {
-                    self.state = State::Closed;
-                    return Err(e);
+                if self.state == State::Authenticating {
+                    if let Err(e) = self.versions.check_cancel_key(secret_key.as_ref().len()) {
+                        self.state = State::Closed;
+                        return Err(e);
+                    }
                 }
                 self.backend_key = Some(BackendKey {
                     process_id: *process_id,

@@ -46,7 +46,8 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
 static REPLICA: OnceLock<Replica> = OnceLock::new();
 
-/// A streaming replica of [`cluster`], started on first use and stopped with it.
+/// A streaming replica of [`cluster`], started on first use and stopped with it,
+/// with TLS off (so a server that answers SSLRequest with `N` is at hand too).
 /// It starts from a copy of the primary's data directory taken while the primary
 /// was stopped (right after its bootstrap), since the self-contained server builds
 /// we test 14/16/17/18 with have no `pg_basebackup`.
@@ -163,7 +164,7 @@ impl Cluster {
         append(
             &dir.join("postgresql.auto.conf"),
             &format!(
-                "\nport = {port}\nhot_standby = on\nprimary_conninfo = 'host={sock} port={primary} user=postgres'\n",
+                "\nport = {port}\nhot_standby = on\nssl = off\nprimary_conninfo = 'host={sock} port={primary} user=postgres'\n",
                 sock = self.socket_dir.display(),
                 primary = self.port
             ),
