@@ -2,7 +2,8 @@
 //! held with a real PostgreSQL (the real-server tier's throwaway cluster, of the
 //! version `PGT_SERVER_VERSION` names), the same client steps against both, and
 //! the backend messages each sent are compared where a client acts on them: the
-//! message types in order, authentication codes and SASL mechanisms, error
+//! message types in order, authentication codes and SASL mechanisms, protocol
+//! version negotiation and the cancel key's length, error
 //! severities and SQLSTATEs, the SSL answer, CommandComplete tags, transaction status, COPY
 //! formats and column counts, row widths, notification channels and payloads.
 //! A drift fails the test and names the step.
@@ -38,7 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use cluster::*;
 use server::auth::{Auth, PASSWORD, Twist};
 use server::encode::Sent;
-use server::pg::{Reply, Script, Ssl};
+use server::pg::{PROTOCOL_3_0, Reply, Script};
 
 /// What a conversation's client does once connected.
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +68,8 @@ struct Conversation {
     /// For the simulated server: its user `sim`, with or without the password.
     sim_password: Option<&'static str>,
     sslmode: &'static str,
+    /// More `key=value` settings for the client.
+    params: &'static str,
     script: Script,
     steps: Steps,
 }
@@ -81,6 +84,7 @@ fn conversations() -> Vec<Conversation> {
         real_user: (TRUST_USER, None),
         sim_password: None,
         sslmode: "disable",
+        params: "",
         script: Script::plain(reply),
         steps,
     };
@@ -92,11 +96,8 @@ fn conversations() -> Vec<Conversation> {
         // same wrong one where it is wrong.
         sim_password: password.map(|p| if p == WRONG_PASSWORD { p } else { PASSWORD }),
         sslmode: "disable",
-        script: Script {
-            ssl: Ssl::Refuse,
-            auth,
-            reply: Reply::Rows(Vec::new()),
-        },
+        params: "",
+        script: Script::plain(Reply::Rows(Vec::new())).auth(auth),
         steps: Steps::None,
     };
     let row = |id: &str, v: &str| Sent::DataRow(vec![Some(id.into()), Some(v.into())]);
@@ -122,6 +123,20 @@ fn conversations() -> Vec<Conversation> {
             Some(WRONG_PASSWORD),
             Auth::Scram(Twist::None),
         ),
+        Conversation {
+            name: "startup asking for protocol 3.2",
+            params: "max_protocol_version=3.2",
+            script: Script {
+                // As the real server does: 3.2 from PostgreSQL 18, else its downgrade.
+                newest_protocol: if cluster().version >= 180_000 {
+                    0x0003_0002
+                } else {
+                    PROTOCOL_3_0
+                },
+                ..Script::plain(Reply::Rows(Vec::new()))
+            },
+            ..plain("", Reply::EmptyQuery, Steps::None)
+        },
         Conversation {
             name: "SSL accepted (sslmode=require)",
             sslmode: "require",
@@ -374,6 +389,7 @@ fn copy_source(rows: u64, bad: bool) -> impl pg_transport::CopySource {
 /// included: both servers must fail alike).
 async fn run(
     port: u16,
+    params: &str,
     user: &str,
     password: Option<&str>,
     sslmode: &str,
@@ -381,7 +397,7 @@ async fn run(
     real: bool,
 ) -> String {
     let mut config: Config = format!(
-        "host=127.0.0.1 port={port} user={user} dbname=postgres sslmode={sslmode} connect_timeout=20"
+        "host=127.0.0.1 port={port} user={user} dbname=postgres sslmode={sslmode} connect_timeout=20 {params}"
     )
     .parse()
     .unwrap();
@@ -492,12 +508,21 @@ async fn the_simulated_server_says_what_postgresql_says() {
         let real_port = if c.on_standby { standby } else { primary };
         let (proxy, recorded) = recording_proxy(real_port).await;
         let (user, password) = c.real_user;
-        let real_outcome = run(proxy, user, password, c.sslmode, c.steps, true).await;
+        let real_outcome = run(proxy, c.params, user, password, c.sslmode, c.steps, true).await;
         let real = tokens(&recorded.await.unwrap(), ssl_requested);
 
         let sim_port = simulated_server(c.script.clone()).await;
         let (proxy, recorded) = recording_proxy(sim_port).await;
-        let sim_outcome = run(proxy, "sim", c.sim_password, c.sslmode, c.steps, false).await;
+        let sim_outcome = run(
+            proxy,
+            c.params,
+            "sim",
+            c.sim_password,
+            c.sslmode,
+            c.steps,
+            false,
+        )
+        .await;
         let sim = tokens(&recorded.await.unwrap(), ssl_requested);
 
         if real != sim || real_outcome != sim_outcome {

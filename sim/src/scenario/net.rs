@@ -19,7 +19,7 @@ use crate::chop::{Chop, End, FrameLog, Frames, Plan, take_cuts};
 use crate::seed::{Rng, Seed};
 use crate::server::auth::{Auth, PASSWORD, Twist};
 use crate::server::encode::Sent;
-use crate::server::pg::{Log, Reply, Script, Ssl, serve};
+use crate::server::pg::{Log, PROTOCOL_3_0, Reply, Script, Ssl, serve};
 
 type Client = Connection<MaybeTls<Chop<SimTransport>>>;
 
@@ -463,6 +463,7 @@ pub(crate) fn ssl_injection(seed: Seed) -> Outcome {
         ssl: Ssl::Inject { same_segment },
         auth: Auth::Trust,
         reply: Reply::Rows(Vec::new()),
+        newest_protocol: PROTOCOL_3_0,
     };
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
@@ -651,6 +652,7 @@ pub(crate) fn auth_with(seed: Seed, v: AuthVariant) -> Outcome {
         ssl,
         auth,
         reply: Reply::Rows(Vec::new()),
+        newest_protocol: PROTOCOL_3_0,
     };
     let password = if right_password {
         PASSWORD

@@ -61,7 +61,15 @@ pub(crate) struct Script {
     pub(crate) ssl: Ssl,
     pub(crate) auth: Auth,
     pub(crate) reply: Reply,
+    /// The newest protocol version the server speaks, as a StartupMessage
+    /// carries it: 3.0 (`0x0003_0000`, PostgreSQL 14–17) answers a request for
+    /// 3.2 with NegotiateProtocolVersion; 3.2 (PostgreSQL 18) accepts it and
+    /// gives a 32-byte cancel key.
+    pub(crate) newest_protocol: i32,
 }
+
+/// Protocol 3.0, what the simulated server speaks unless told otherwise.
+pub(crate) const PROTOCOL_3_0: i32 = 0x0003_0000;
 
 impl Script {
     /// No SSL, trust authentication, then `reply`.
@@ -70,7 +78,15 @@ impl Script {
             ssl: Ssl::Refuse,
             auth: Auth::Trust,
             reply,
+            newest_protocol: PROTOCOL_3_0,
         }
+    }
+
+    /// Authenticates with `auth`.
+    #[allow(dead_code, reason = "only the differential test uses it so far")]
+    pub(crate) fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Accepts SSL (TLS over the simulated stream) when `tls` is set.
@@ -169,8 +185,21 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     script: Script,
     log: Arc<Mutex<Log>>,
 ) -> std::io::Result<()> {
-    if startup.get(..4) != Some(&196608i32.to_be_bytes()[..]) {
+    let Some(asked) = startup
+        .get(..4)
+        .map(|v| i32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+        .filter(|v| v >> 16 == 3)
+    else {
         return Ok(());
+    };
+    // Newer than we speak: say which we do, as PostgreSQL does before anything else.
+    let version = asked.min(script.newest_protocol);
+    if asked > script.newest_protocol {
+        let mut out = vec![b'v'];
+        out.extend_from_slice(&12u32.to_be_bytes());
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        send(&mut s, &out).await?;
     }
     let tls = log.lock().unwrap().tls;
     if !authenticate(&mut s, script.auth, tls, &log).await? {
@@ -179,7 +208,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut hello = Vec::new();
     authentication_ok(&mut hello);
     Sent::ParameterStatus("server_version".into(), "17.0 (simulated)".into()).encode(&mut hello);
-    hello.extend_from_slice(b"K\0\0\0\x0c\0\0\x04\xd2\0\0\0\x2a");
+    // A 4-byte cancel key in 3.0; 3.2 allows up to 256 and PostgreSQL 18 sends 32.
+    let key: &[u8] = if version == PROTOCOL_3_0 {
+        &[0, 0, 0, 0x2a]
+    } else {
+        &[0x2a; 32]
+    };
+    hello.push(b'K');
+    hello.extend_from_slice(&(8 + key.len() as u32).to_be_bytes());
+    hello.extend_from_slice(&1234i32.to_be_bytes());
+    hello.extend_from_slice(key);
     ready_for_query(&mut hello, b'I');
     send(&mut s, &hello).await?;
     if let Reply::CloseIdle { fatal } = script.reply {
