@@ -456,11 +456,16 @@ async fn run(
     outcome
 }
 
-async fn notify_from_elsewhere() {
-    let c = cluster();
-    let (mut admin, _) = pg_transport::connect(&c.socket_conninfo(TRUST_USER, "").parse().unwrap())
+/// The superuser over the Unix socket, for the real server's side of a fixture.
+async fn admin() -> Client {
+    pg_transport::connect(&cluster().socket_conninfo(TRUST_USER, "").parse().unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .0
+}
+
+async fn notify_from_elsewhere() {
+    let mut admin = admin().await;
     admin.simple_query("NOTIFY ch, 'payload'").await.unwrap();
     admin.close().await;
 }
@@ -468,15 +473,11 @@ async fn notify_from_elsewhere() {
 /// The real server's side of the fixtures: the COPY table, emptied before each
 /// conversation, and a function that raises a NOTICE per row.
 async fn prepare_real() {
-    let c = cluster();
-    let (mut admin, _) = pg_transport::connect(&c.socket_conninfo(TRUST_USER, "").parse().unwrap())
-        .await
-        .unwrap();
+    let mut admin = admin().await;
     admin
         .simple_query(&format!(
             "DROP TABLE IF EXISTS {COPY_TABLE};
              CREATE TABLE {COPY_TABLE} (id int PRIMARY KEY, v text);
-             GRANT ALL ON {COPY_TABLE} TO PUBLIC;
              CREATE OR REPLACE FUNCTION differential_noisy(g int) RETURNS int LANGUAGE plpgsql AS
                $$ BEGIN RAISE NOTICE 'row %', g; RETURN g; END $$;"
         ))
@@ -486,10 +487,7 @@ async fn prepare_real() {
 }
 
 async fn empty_copy_table() {
-    let (mut admin, _) =
-        pg_transport::connect(&cluster().socket_conninfo(TRUST_USER, "").parse().unwrap())
-            .await
-            .unwrap();
+    let mut admin = admin().await;
     admin
         .simple_query(&format!("TRUNCATE {COPY_TABLE}"))
         .await

@@ -388,14 +388,7 @@ impl Cluster {
 
     /// A URL for `user` over TCP with extra `key=value&…` parameters.
     pub fn url(&self, user: &str, password: Option<&str>, params: &str) -> String {
-        let auth = match password {
-            Some(p) => format!("{user}:{}", urlencode(p)),
-            None => user.to_owned(),
-        };
-        format!(
-            "postgres://{auth}@127.0.0.1:{}/postgres?{params}",
-            self.port
-        )
+        url_for(self.port, user, password, params)
     }
 
     /// A keyword string for the Unix socket.
@@ -406,6 +399,15 @@ impl Cluster {
             self.port
         )
     }
+}
+
+/// A URL for `user` at 127.0.0.1:`port` with extra `key=value&…` parameters.
+pub fn url_for(port: u16, user: &str, password: Option<&str>, params: &str) -> String {
+    let auth = match password {
+        Some(p) => format!("{user}:{}", urlencode(p)),
+        None => user.to_owned(),
+    };
+    format!("postgres://{auth}@127.0.0.1:{port}/postgres?{params}")
 }
 
 fn urlencode(s: &str) -> String {

@@ -25,18 +25,21 @@ async fn wait_for(mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until backend `pid` is running `query`, as a second connection sees
-/// it in pg_stat_activity (bounded: 10 s).
-async fn until_running(pid: i32, query: &str) {
+/// Waits until a backend (`pid`, or any: behind PgBouncer the key's pid is
+/// PgBouncer's own) is running `query`, as a second connection sees it in
+/// pg_stat_activity (bounded: 10 s).
+pub async fn until_running(pid: Option<i32>, query: &str) {
     let mut watcher = crate::client(&cluster().url(TRUST_USER, None, "sslmode=disable")).await;
+    let which = pid.map_or_else(String::new, |pid| format!("pid = {pid} AND "));
     let sql = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active' AND query = '{query}'"
+        "SELECT count(*) FROM pg_stat_activity WHERE {which}state = 'active' AND query = '{}'",
+        query.replace('\'', "''")
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while watcher.simple_query(&sql).await.unwrap()[0].rows != [[Some("1".to_owned())]] {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "backend {pid} never seen running {query:?}"
+            "backend {pid:?} never seen running {query:?}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -131,7 +134,7 @@ async fn c35_c47_backend_killed_mid_query() {
     let mut client = crate::client(&c.url(TRUST_USER, None, "sslmode=disable")).await;
     let pid = client.session().backend_key().unwrap().process_id;
     let killer = tokio::spawn(async move {
-        until_running(pid, "SELECT pg_sleep(30)").await;
+        until_running(Some(pid), "SELECT pg_sleep(30)").await;
         terminate(pid).await;
     });
     let e = client
@@ -229,7 +232,7 @@ pub async fn cancel_stops_a_running_query_with(params: &str) {
     let (mut client, info) = pg_transport::connect(&config).await.unwrap();
     let key = client.session().backend_key().unwrap().clone();
     let canceller = tokio::spawn(async move {
-        until_running(key.process_id, "SELECT pg_sleep(30)").await;
+        until_running(Some(key.process_id), "SELECT pg_sleep(30)").await;
         pg_transport::connect::cancel(&config, &info, &key).await
     });
     let e = client

@@ -155,17 +155,7 @@ impl Bouncer {
     }
 
     fn url(&self, user: &str, password: Option<&str>, params: &str) -> String {
-        let auth = match password {
-            Some(p) => format!(
-                "{user}:{}",
-                p.bytes().map(|b| format!("%{b:02X}")).collect::<String>()
-            ),
-            None => user.to_owned(),
-        };
-        format!(
-            "postgres://{auth}@127.0.0.1:{}/postgres?{params}",
-            self.port
-        )
+        url_for(self.port, user, password, params)
     }
 }
 
@@ -339,20 +329,7 @@ async fn cancel_through_pgbouncer() {
         let query = format!("SELECT pg_sleep(30), '{}'", bouncer.name);
         let watched = query.clone();
         let canceller = tokio::spawn(async move {
-            let mut watcher =
-                crate::client(&cluster().url(TRUST_USER, None, "sslmode=disable")).await;
-            let sql = format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = '{}'",
-                watched.replace('\'', "''")
-            );
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while one(&mut watcher, &sql).await.as_deref() != Some("1") {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the query never ran"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            crate::liveness::until_running(None, &watched).await;
             pg_transport::connect::cancel(&config, &info, &key).await
         });
         let e = client.simple_query(&query).await.unwrap_err();
