@@ -216,6 +216,31 @@ impl<T: Transport> Connection<T> {
         Error::io("switching bulk reading", e)
     }
 
+    /// What an operation does when the buffered bytes hold nothing complete:
+    /// write what it queued in the session meanwhile (a reply such as
+    /// CopyFail), then read once.
+    pub(crate) async fn refill(&mut self) -> Result<(), Error> {
+        if !self.session.send_buf().is_empty() {
+            self.flush_send_buf().await?;
+        }
+        self.fill(None).await
+    }
+
+    /// The receive loop of operations: `step` looks at what is buffered
+    /// (through the session's sans-IO state) and returns what it waits for;
+    /// until then, [`Connection::refill`].
+    pub(crate) async fn receive<R>(
+        &mut self,
+        mut step: impl FnMut(&mut Session) -> Option<R>,
+    ) -> Result<R, Error> {
+        loop {
+            if let Some(r) = step(&mut self.session) {
+                return Ok(r);
+            }
+            self.refill().await?;
+        }
+    }
+
     /// The next message the caller must see, reading as needed; owned payloads.
     ///
     /// # Errors

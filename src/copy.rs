@@ -1,7 +1,9 @@
-//! COPY OUT and COPY IN, with early detection of the server's error while we
-//! are still sending (the receive watch, `watch.rs`).
+//! COPY OUT and COPY IN over a connection: the caller's sources and sinks,
+//! and the I/O for the sans-IO COPY of the session (`session/copy/`), which
+//! holds the protocol's rules. While COPY IN writes or waits for its source,
+//! the connection keeps reading (the receive watch), so the server's error
+//! stops it early.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -15,13 +17,9 @@ use tokio::io::AsyncRead;
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::mutant::{Mutant, mutant};
-use crate::protocol::limits::{COPY_CANCEL_WAIT, MAX_COPY_DATA_CHUNK};
-use crate::protocol::{DbError, Message, SqlState, frontend};
-use crate::session::State;
+use crate::protocol::limits::COPY_CANCEL_WAIT;
+use crate::session::copy::{BoxError, CopyIn, CopyInPhase, CopyOut, CopyOutEvent};
 use crate::transport::Transport;
-
-/// An error from application code (a sink or a source).
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where COPY IN data comes from. Build one with [`source_fn`],
 /// [`source_stream`] or [`source_reader`], or implement it.
@@ -148,14 +146,6 @@ impl std::fmt::Debug for CopyInOptions<'_> {
     }
 }
 
-/// The rows count of a `COPY n` command tag.
-fn copy_rows(tag: &[u8]) -> u64 {
-    tag.strip_prefix(b"COPY ")
-        .and_then(|n| std::str::from_utf8(n).ok())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Where COPY OUT data goes, inside this module: a caller's closure, or a
 /// writer (a closure cannot lend its captures to the future it returns).
 trait CopySink {
@@ -193,25 +183,14 @@ impl<W: tokio::io::AsyncWrite + Unpin + ?Sized> CopySink for WriterSink<'_, W> {
 #[derive(Debug)]
 pub struct CopyOutStream<'a, T> {
     conn: &'a mut Connection<T>,
-    rows: Option<u64>,
-    /// The server's error, held until its ReadyForQuery arrives.
-    error: Option<Error>,
+    copy: CopyOut,
     done: bool,
 }
 
 impl<T> CopyOutStream<'_, T> {
     /// The row count from the command tag, once the stream has ended.
     pub fn rows(&self) -> Option<u64> {
-        self.rows
-    }
-}
-
-impl<T: Transport> CopyOutStream<'_, T> {
-    /// Ends the operation with `result` (clearing the in-flight mark; closing
-    /// the connection unless the error left the stream in sync).
-    fn finish(&mut self, result: Result<(), Error>) -> Poll<Option<Result<Bytes, Error>>> {
-        self.done = true;
-        Poll::Ready(self.conn.end(result).err().map(Err))
+        if self.done { self.copy.rows() } else { None }
     }
 }
 
@@ -224,49 +203,25 @@ impl<T: Transport> Stream for CopyOutStream<'_, T> {
             return Poll::Ready(None);
         }
         loop {
-            if this.error.is_none() {
-                // The hot path: no Message built.
-                match this.conn.session.next_copy_data() {
-                    Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
-                    Ok(None) => {}
-                    Err(e) => return this.finish(Err(e)),
-                }
-            }
-            let m = match this.conn.session.next_message_owned() {
-                Ok(Some(m)) => m,
-                Ok(None) => match this.conn.poll_fill(cx) {
+            let event = match this.copy.next(&mut this.conn.session) {
+                Some(event) => event,
+                None => match this.conn.poll_fill(cx) {
                     Poll::Ready(Ok(())) => continue,
-                    Poll::Ready(Err(e)) => return this.finish(Err(e)),
+                    Poll::Ready(Err(e)) => this.copy.interrupted(e),
                     Poll::Pending => return Poll::Pending,
                 },
-                Err(e) => return this.finish(Err(e)),
             };
-            match m {
-                // After a notice or notification, CopyData comes this way.
-                Message::CopyData(data) if this.error.is_none() => {
-                    return Poll::Ready(Some(Ok(data)));
+            return match event {
+                CopyOutEvent::Data(data) => Poll::Ready(Some(Ok(data))),
+                CopyOutEvent::Done(result) => {
+                    // Clears the in-flight mark; closes the connection unless
+                    // the error left the stream in sync.
+                    this.done = true;
+                    Poll::Ready(this.conn.end(result).err().map(Err))
                 }
-                Message::CommandComplete { tag } => this.rows = Some(copy_rows(&tag)),
-                Message::ErrorResponse(fields) => {
-                    this.error
-                        .get_or_insert_with(|| Error::server(fields.to_db_error()));
-                }
-                Message::ReadyForQuery(_) => {
-                    let result = this.error.take().map_or(Ok(()), Err);
-                    return this.finish(result);
-                }
-                _ => {}
-            }
+            };
         }
     }
-}
-
-/// What happened while waiting for the COPY to start.
-enum Start {
-    /// CopyInResponse or CopyOutResponse: go on.
-    Copying,
-    /// The statement is over (error, wrong kind); the error to return.
-    Done(Error),
 }
 
 impl<T: Transport> Connection<T> {
@@ -327,26 +282,19 @@ impl<T: Transport> Connection<T> {
     /// errors (the connection then `Closed`).
     pub async fn copy_out_stream(&mut self, sql: &str) -> Result<CopyOutStream<'_, T>, Error> {
         self.check_not_abandoned()?;
-        self.session.query(sql)?;
+        let mut copy = CopyOut::start(&mut self.session, sql, false)?;
         self.begin()?;
-        let started = async {
-            self.flush_send_buf().await?;
-            match self.await_copy_start(false).await? {
-                Start::Copying => Ok(()),
-                Start::Done(e) => Err(e),
-            }
-        }
-        .await;
+        // Up to CopyOutResponse here; the data is the stream's.
+        let started = self.receive(|session| copy.start_only(session)).await;
         // On success the operation goes on (still in flight) inside the stream.
-        if let Err(e) = started {
-            return self.end(Err(e));
+        match started {
+            Ok(Ok(())) => Ok(CopyOutStream {
+                conn: self,
+                copy,
+                done: false,
+            }),
+            Ok(Err(e)) | Err(e) => self.end(Err(e)),
         }
-        Ok(CopyOutStream {
-            conn: self,
-            rows: None,
-            error: None,
-            done: false,
-        })
     }
 
     /// Runs `COPY … TO STDOUT` and writes its data to `writer`, joined per
@@ -378,61 +326,28 @@ impl<T: Transport> Connection<T> {
         // The loop of `CopyOutStream::poll_next`, written out: driving the
         // stream from here measured about a fifth more client CPU per row.
         self.check_not_abandoned()?;
-        self.session.query(sql)?;
+        let mut copy = CopyOut::start(&mut self.session, sql, joined)?;
         self.begin()?;
-        // Kept outside the loop so that a later failure (the transport
-        // breaking while the rest is drained) cannot hide the first cause.
-        let mut sink_error: Option<BoxError> = None;
-        let mut outcome: Option<Error> = None;
-        let result = async {
-            self.flush_send_buf().await?;
-            if let Start::Done(e) = self.await_copy_start(false).await? {
-                return Err(e);
-            }
-            let mut rows = 0;
-            loop {
-                // The hot path: CopyData straight to the sink, no Message built.
-                if sink_error.is_none() {
-                    let next = if joined {
-                        self.session.next_copy_data_joined()?
-                    } else {
-                        self.session.next_copy_data()?
-                    };
-                    if let Some(data) = next {
-                        if let Err(e) = sink.take(data).await {
-                            sink_error = Some(e.into());
-                        }
-                        continue;
-                    }
-                }
-                let Some(m) = self.session.next_message_owned()? else {
-                    self.fill(None).await?;
-                    continue;
-                };
-                match m {
-                    // CopyData comes this way when a notice or notification
-                    // preceded it (the fast path only looks at the next frame).
-                    Message::CopyData(data) if sink_error.is_none() => {
-                        if let Err(e) = sink.take(data).await {
-                            sink_error = Some(e.into());
-                        }
-                    }
-                    Message::CommandComplete { tag } => rows = copy_rows(&tag),
-                    Message::ErrorResponse(fields) => {
-                        outcome.get_or_insert_with(|| Error::server(fields.to_db_error()));
-                    }
-                    Message::ReadyForQuery(_) => break,
-                    _ => {}
-                }
-            }
-            Ok(rows)
+        if let Err(e) = self.flush_send_buf().await {
+            return self.end(Err(e));
         }
-        .await;
-        let first = match sink_error {
-            Some(e) => Some(Error::callback("COPY OUT sink failed", e)),
-            None => outcome,
-        };
-        self.end(first_cause(first, result))
+        loop {
+            let event = match copy.next(&mut self.session) {
+                Some(event) => event,
+                None => match self.refill().await {
+                    Ok(()) => continue,
+                    Err(e) => copy.interrupted(e),
+                },
+            };
+            match event {
+                CopyOutEvent::Data(data) => {
+                    if let Err(e) = sink.take(data).await {
+                        copy.sink_failed(e.into());
+                    }
+                }
+                CopyOutEvent::Done(result) => return self.end(result),
+            }
+        }
     }
 
     /// Runs `COPY … FROM STDIN`, sending what `source` yields; returns the row
@@ -471,10 +386,10 @@ impl<T: Transport> Connection<T> {
         mut options: CopyInOptions<'_>,
     ) -> Result<u64, Error> {
         self.check_not_abandoned()?;
-        self.session.query(sql)?;
+        let mut copy = CopyIn::start(&mut self.session, sql, options.batch_size)?;
         self.begin()?;
         let timeout = options.timeout;
-        let run = self.run_copy_in(&mut source, &mut options);
+        let run = self.run_copy_in(&mut copy, &mut source, &mut options);
         let result = match timeout {
             Some(limit) => match tokio::time::timeout(limit, run).await {
                 Ok(r) => r,
@@ -506,16 +421,38 @@ impl<T: Transport> Connection<T> {
 
     async fn run_copy_in<S: CopySource>(
         &mut self,
+        copy: &mut CopyIn,
         source: &mut S,
         options: &mut CopyInOptions<'_>,
     ) -> Result<u64, Error> {
-        self.flush_send_buf().await?;
-        if let Start::Done(e) = self.await_copy_start(true).await? {
-            return Err(e);
+        let started = async {
+            self.flush_send_buf().await?;
+            self.receive(|session| {
+                copy.receive(session);
+                (copy.phase() != CopyInPhase::Starting).then_some(())
+            })
+            .await
+        };
+        if let Err(e) = started.await {
+            return Err(copy.interrupted(&mut self.session, e));
         }
-        let mut out = Outgoing::default();
+        if copy.phase() == CopyInPhase::Sending {
+            if let Err(e) = self.send_copy_data(copy, source, options).await {
+                return Err(copy.interrupted(&mut self.session, e));
+            }
+        }
+        self.finish_copy_in(copy).await
+    }
+
+    /// Pulls the source and writes its data until it ends, fails, or the
+    /// server aborts (the COPY's phase then says which).
+    async fn send_copy_data<S: CopySource>(
+        &mut self,
+        copy: &mut CopyIn,
+        source: &mut S,
+        options: &mut CopyInOptions<'_>,
+    ) -> Result<(), Error> {
         let mut progress = CopyProgress::default();
-        let batch = options.batch_size.max(1);
         loop {
             // Pull the next chunk. Meanwhile, write what is batched (a slow
             // source must not hold data back) and watch for the server's error.
@@ -525,9 +462,10 @@ impl<T: Transport> Connection<T> {
                     tokio::select! {
                         biased;
                         chunk = &mut next => break chunk,
-                        aborted = std::future::poll_fn(|cx| self.poll_write_or_watch(cx, &mut out)) => {
-                            if let Some(db) = aborted? {
-                                return self.finish_abort(db, &mut out).await;
+                        watched = std::future::poll_fn(|cx| self.poll_write_or_watch(cx, copy)) => {
+                            watched?;
+                            if copy.phase() != CopyInPhase::Sending {
+                                return Ok(());
                             }
                         }
                     }
@@ -535,136 +473,127 @@ impl<T: Transport> Connection<T> {
             };
             let chunk = match chunk {
                 Ok(c) => c,
-                Err(e) => return self.fail_copy(e, &mut out).await,
+                Err(e) => {
+                    copy.fail(e);
+                    return Ok(());
+                }
             };
             if chunk.is_empty() {
                 break;
             }
             progress.bytes += chunk.len() as u64;
             progress.rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
-            out.push_copy_data(chunk, batch);
-            if out.len() >= batch {
-                if let Some(db) = self.write_watching(&mut out).await? {
-                    return self.finish_abort(db, &mut out).await;
+            copy.push(chunk)?;
+            if copy.queued() >= copy.batch_size() {
+                self.write_watching(copy).await?;
+                if copy.phase() != CopyInPhase::Sending {
+                    return Ok(());
                 }
                 if let Some(cb) = options.progress.as_mut() {
                     cb(progress);
                 }
             }
         }
-        if let Some(db) = self.write_watching(&mut out).await? {
-            return self.finish_abort(db, &mut out).await;
+        self.write_watching(copy).await?;
+        if copy.phase() != CopyInPhase::Sending {
+            return Ok(());
         }
         if let Some(cb) = options.progress.as_mut() {
             cb(progress);
         }
-        // One last look before CopyDone: if the server already aborted, CopyDone
-        // must not follow.
-        if let Poll::Ready(aborted) =
-            self.poll_watch(&mut Context::from_waker(std::task::Waker::noop()))
+        // One last look before CopyDone: if the server already aborted, the
+        // COPY does not send it.
+        if let Poll::Ready(watched) =
+            self.poll_watch(&mut Context::from_waker(std::task::Waker::noop()), copy)
         {
-            return self.finish_abort(aborted?, &mut out).await;
+            watched?;
         }
-        frontend::copy_done(self.session.send_buf().buf_mut());
-        self.flush_send_buf().await?;
-        let result = self.drain_copy_result().await;
-        self.end_copy_in(result).await
+        copy.finish();
+        Ok(())
     }
 
-    /// Reads until the COPY starts (`CopyInResponse` when `copy_in`) or the
-    /// statement turns out not to be the expected COPY.
-    async fn await_copy_start(&mut self, copy_in: bool) -> Result<Start, Error> {
-        let mut outcome: Option<Error> = None;
+    /// Writes what the COPY still queues (the rest of a started frame,
+    /// CopyDone or CopyFail, the fence) and reads its reply to the end.
+    async fn finish_copy_in(&mut self, copy: &mut CopyIn) -> Result<u64, Error> {
         loop {
-            let Some(m) = self.session.next_message_owned()? else {
-                self.fill(None).await?;
-                continue;
+            copy.receive(&mut self.session);
+            if let Some(result) = copy.take_result() {
+                return result;
+            }
+            let io = async {
+                if copy.queued() > 0 || !self.session.send_buf().is_empty() {
+                    std::future::poll_fn(|cx| self.poll_write_out(cx, copy)).await?;
+                }
+                self.fill(None).await
             };
-            match m {
-                Message::CopyInResponse(_) if copy_in => return Ok(Start::Copying),
-                Message::CopyOutResponse(_) if !copy_in => return Ok(Start::Copying),
-                Message::CopyOutResponse(_) => {
-                    outcome.get_or_insert_with(|| Error::usage(
-                        "copy_in was given COPY … TO STDOUT, which sends data to the client: use copy_out",
-                    ));
-                }
-                Message::CopyInResponse(_) => {
-                    // The server waits for data: refuse it so it answers.
-                    frontend::copy_fail(
-                        self.session.send_buf().buf_mut(),
-                        "copy_out cannot send COPY data",
-                    );
-                    self.flush_send_buf().await?;
-                    outcome.get_or_insert_with(|| Error::usage(
-                        "copy_out was given COPY … FROM STDIN, which sends data to the server: use copy_in",
-                    ));
-                }
-                Message::RowDescription(_)
-                | Message::CommandComplete { .. }
-                | Message::EmptyQueryResponse => {
-                    outcome.get_or_insert_with(|| {
-                        Error::usage(if copy_in {
-                            "copy_in needs a COPY … FROM STDIN statement"
-                        } else {
-                            "copy_out needs a COPY … TO STDOUT statement"
-                        })
-                    });
-                }
-                Message::ErrorResponse(fields) => {
-                    outcome.get_or_insert_with(|| Error::server(fields.to_db_error()));
-                }
-                Message::ReadyForQuery(_) => {
-                    return Ok(Start::Done(outcome.unwrap_or_else(|| {
-                        Error::usage("the statement did not start a COPY")
-                    })));
-                }
-                _ => {}
+            if let Err(e) = io.await {
+                return Err(copy.interrupted(&mut self.session, e));
             }
         }
     }
 
-    /// Writes everything queued while watching for the server's error.
-    /// `Ok(Some(error))` if the server aborted (the write may be unfinished).
-    async fn write_watching(&mut self, out: &mut Outgoing) -> Result<Option<DbError>, Error> {
+    /// Writes everything queued while watching for the server's error; ends
+    /// early if it arrives (the COPY is then no longer sending).
+    async fn write_watching(&mut self, copy: &mut CopyIn) -> Result<(), Error> {
         std::future::poll_fn(|cx| {
-            if mutant(Mutant::CopyInIgnoresWatch) {
-                return self.poll_write_out(cx, out).map_ok(|()| None);
+            if !mutant(Mutant::CopyInIgnoresWatch) {
+                if let Poll::Ready(watched) = self.poll_watch(cx, copy) {
+                    return Poll::Ready(watched);
+                }
             }
-            if let Poll::Ready(aborted) = self.poll_watch(cx) {
-                return Poll::Ready(aborted.map(Some));
-            }
-            self.poll_write_out(cx, out).map_ok(|()| None)
+            self.poll_write_out(cx, copy)
         })
         .await
     }
 
     /// Writes what is queued while watching; once nothing is queued, only
-    /// watches. Ready with `Some` when the server aborted, `None` when the
-    /// queue has just been written out.
+    /// watches. Ready when the server aborted or the queue has just been
+    /// written out.
     fn poll_write_or_watch(
         &mut self,
         cx: &mut Context<'_>,
-        out: &mut Outgoing,
-    ) -> Poll<Result<Option<DbError>, Error>> {
-        if mutant(Mutant::CopyInIgnoresWatch) {
-            if out.is_empty() {
-                return Poll::Pending;
+        copy: &mut CopyIn,
+    ) -> Poll<Result<(), Error>> {
+        if !mutant(Mutant::CopyInIgnoresWatch) {
+            if let Poll::Ready(watched) = self.poll_watch(cx, copy) {
+                return Poll::Ready(watched);
             }
-            return self.poll_write_out(cx, out).map_ok(|()| None);
         }
-        if let Poll::Ready(aborted) = self.poll_watch(cx) {
-            return Poll::Ready(aborted.map(Some));
-        }
-        if out.is_empty() {
+        if copy.queued() == 0 {
             return Poll::Pending;
         }
-        self.poll_write_out(cx, out).map_ok(|()| None)
+        self.poll_write_out(cx, copy)
     }
 
+    /// The receive watch: reads while COPY IN is sending, ready once the
+    /// COPY is no longer (the server's ErrorResponse arrived, or something it
+    /// cannot send now, which ends the COPY). Notices, notifications and
+    /// ParameterStatus are dispatched on the way.
+    ///
+    /// It is a poll, not a spawned task: bytes it reads are committed to the
+    /// receive buffer only when a read completes (cancel-safe), and dropping
+    /// a pending watch loses nothing. At most one read is ever in flight,
+    /// because there is only one `&mut Connection`.
+    fn poll_watch(&mut self, cx: &mut Context<'_>, copy: &mut CopyIn) -> Poll<Result<(), Error>> {
+        loop {
+            copy.receive(&mut self.session);
+            if copy.phase() != CopyInPhase::Sending {
+                return Poll::Ready(Ok(()));
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Writes the session's send buffer, then the COPY's queue (vectored),
+    /// then flushes.
     fn poll_write_out(
         &mut self,
         cx: &mut Context<'_>,
-        out: &mut Outgoing,
+        copy: &mut CopyIn,
     ) -> Poll<Result<(), Error>> {
         let Some(transport) = self.transport.as_mut() else {
             return Poll::Ready(Err(Error::closed("connection is closed")));
@@ -673,30 +602,23 @@ impl<T: Transport> Connection<T> {
         while !self.session.send_buf().is_empty() {
             let pending = self.session.send_buf().pending();
             match Pin::new(&mut *transport).poll_write(cx, pending) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(Error::closed(
-                        "connection closed by server while writing",
-                    )));
-                }
-                Poll::Ready(Ok(n)) => self.session.send_buf().advance(n),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("writing COPY data", e))),
+                Poll::Ready(Ok(n)) if n > 0 => self.session.send_buf().advance(n),
+                Poll::Ready(r) => return Poll::Ready(Err(write_failed(r))),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        out.seal();
-        while !out.is_empty() {
+        while copy.queued() > 0 {
             let mut slices = [IoSlice::new(&[]); 16];
-            let n = out.io_slices(&mut slices);
+            let n = slices
+                .iter_mut()
+                .zip(copy.to_write())
+                .map(|(slot, seg)| *slot = IoSlice::new(seg))
+                .count();
             match Pin::new(&mut *transport)
                 .poll_write_vectored(cx, slices.get(..n).unwrap_or_default())
             {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(Error::closed(
-                        "connection closed by server while writing",
-                    )));
-                }
-                Poll::Ready(Ok(written)) => out.advance(written),
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("writing COPY data", e))),
+                Poll::Ready(Ok(written)) if written > 0 => copy.written(written),
+                Poll::Ready(r) => return Poll::Ready(Err(write_failed(r))),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -706,258 +628,12 @@ impl<T: Transport> Connection<T> {
             Poll::Pending => Poll::Pending,
         }
     }
-
-    /// The server aborted the COPY: finish the message already on its way (a
-    /// half-sent frame would desynchronise the stream; the server discards
-    /// CopyData after an error), send nothing more, drain to ReadyForQuery.
-    async fn finish_abort(&mut self, first: DbError, out: &mut Outgoing) -> Result<u64, Error> {
-        out.keep_started_frame_only();
-        if mutant(Mutant::CopyDoneAfterAbort) {
-            let mut done = BytesMut::new();
-            frontend::copy_done(&mut done);
-            out.push_message(done.freeze());
-        }
-        let drained = match std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await {
-            Ok(()) => self.drain_copy_result().await,
-            Err(e) => Err(e),
-        };
-        let result = first_cause(Some(Error::server(first)), drained);
-        self.end_copy_in(result).await
-    }
-
-    /// The source failed: CopyFail (after whatever frame is already on its
-    /// way), drain, and return the source's error.
-    async fn fail_copy(&mut self, e: BoxError, out: &mut Outgoing) -> Result<u64, Error> {
-        out.keep_started_frame_only();
-        let reason = format!("COPY source failed: {e}");
-        frontend::copy_fail(self.session.send_buf().buf_mut(), &reason);
-        let fail = self.session.send_buf().buf_mut().split().freeze();
-        out.push_message(fail);
-        let drained = match std::future::poll_fn(|cx| self.poll_write_out(cx, out)).await {
-            Ok(()) => self.drain_copy_result().await,
-            Err(e) => Err(e),
-        };
-        let drained = self.end_copy_in(drained).await;
-        first_cause(Some(Error::callback("COPY IN source failed", e)), drained)
-    }
-
-    /// Reads the end of a COPY: CommandComplete's row count, or the server's
-    /// first error.
-    async fn drain_copy_result(&mut self) -> Result<u64, Error> {
-        let mut rows = 0;
-        let mut error: Option<DbError> = None;
-        loop {
-            let Some(m) = self.session.next_message_owned()? else {
-                self.fill(None).await?;
-                continue;
-            };
-            match m {
-                Message::CommandComplete { tag } => rows = copy_rows(&tag),
-                Message::ErrorResponse(fields) => {
-                    error.get_or_insert_with(|| fields.to_db_error());
-                }
-                Message::ReadyForQuery(_) => break,
-                _ => {}
-            }
-        }
-        error.map_or(Ok(rows), |db| Err(Error::server(db)))
-    }
-
-    /// After the server aborted a COPY IN, CopyData that crossed its error on
-    /// the wire draws, from some servers, one ErrorResponse 08P01 +
-    /// ReadyForQuery each, arriving at any time later. An empty query is a
-    /// fence: the server answers in order, so every such reply comes before
-    /// the fence's own EmptyQueryResponse, and none is left to poison the
-    /// next query. One round trip, on the error path only.
-    async fn fence_stray_replies(&mut self) -> Result<(), Error> {
-        self.session.begin_request(|buf| frontend::query(buf, ""))?;
-        self.flush_send_buf().await?;
-        let mut fenced = false;
-        loop {
-            let Some(m) = self.session.next_message_owned()? else {
-                self.fill(None).await?;
-                continue;
-            };
-            match m {
-                Message::EmptyQueryResponse => fenced = true,
-                Message::ErrorResponse(fields) if !fenced && is_violation(&fields) => {}
-                Message::ErrorResponse(fields) => return Err(Error::server(fields.to_db_error())),
-                Message::ReadyForQuery(_) if fenced => return Ok(()),
-                // A stray pair ended; the fence's reply is still to come.
-                Message::ReadyForQuery(_) => self.session.begin_request(|_| Ok(()))?,
-                _ => {}
-            }
-        }
-    }
-
-    /// The COPY IN ended in `result`; after a server error, fence off stray
-    /// replies (see [`Self::fence_stray_replies`]). If the fence fails the
-    /// stream cannot be trusted: `Closed`, and the COPY's own error is still
-    /// the one returned, with the fence's failure as its [`Error::later`].
-    async fn end_copy_in(&mut self, result: Result<u64, Error>) -> Result<u64, Error> {
-        let server_error = matches!(&result, Err(e) if e.as_db_error().is_some());
-        if server_error && self.session.state() == State::Ready {
-            if let Err(later) = self.fence_stray_replies().await {
-                self.session.close();
-                return result.map_err(|first| first.then(later));
-            }
-        }
-        result
-    }
 }
 
-/// When an operation met two failures, the first is the one reported. A
-/// later failure of the connection is attached to it ([`Error::later`]); a
-/// later server error (the server's answer to CopyFail, a stray reply) only
-/// repeats the first and is dropped. The connection's state says what is left.
-fn first_cause(first: Option<Error>, result: Result<u64, Error>) -> Result<u64, Error> {
-    match (first, result) {
-        (Some(first), Err(later)) if later.as_db_error().is_none() => Err(first.then(later)),
-        (Some(first), _) => Err(first),
-        (None, result) => result,
+/// A write that took nothing (the peer is gone) or failed.
+fn write_failed(result: std::io::Result<usize>) -> Error {
+    match result {
+        Ok(_) => Error::closed("connection closed by server while writing"),
+        Err(e) => Error::io("writing COPY data", e),
     }
 }
-
-/// Whether an ErrorResponse is 08P01 (protocol violation).
-fn is_violation(fields: &crate::protocol::fields::Fields<Bytes>) -> bool {
-    fields.iter().any(|(code, v)| {
-        code == b'C' && SqlState::from_code(v) == Some(SqlState::PROTOCOL_VIOLATION)
-    })
-}
-
-/// COPY IN bytes on their way out: sealed segments (batches of small CopyData
-/// messages, or a header and then a large payload that is not copied), plus
-/// where each message ends, so an abort can finish exactly the message in flight.
-#[derive(Debug, Default)]
-struct Outgoing {
-    /// Segments ready to write, in order.
-    segments: VecDeque<Bytes>,
-    /// Small messages being gathered into the next segment.
-    open: BytesMut,
-    /// Stream offsets (bytes since the COPY began) ...
-    /// ... up to which everything is written,
-    written: u64,
-    /// ... of the end of the sealed segments,
-    sealed_end: u64,
-    /// ... of the last message boundary at or before `written`,
-    last_boundary: u64,
-    /// ... and of every message end not yet written (sealed or open).
-    message_ends: VecDeque<u64>,
-}
-
-/// Chunks at least this large are sent without copying into the batch.
-const ZERO_COPY_MIN: usize = 16 * 1024;
-
-impl Outgoing {
-    /// Bytes not yet written.
-    fn len(&self) -> usize {
-        usize::try_from(self.sealed_end - self.written).unwrap_or(usize::MAX) + self.open.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Frames `chunk` as CopyData messages: copied into the batch when small,
-    /// referenced (header + payload) when large, split at the size cap.
-    fn push_copy_data(&mut self, mut chunk: Bytes, batch: usize) {
-        while !chunk.is_empty() {
-            let piece = chunk.split_to(chunk.len().min(MAX_COPY_DATA_CHUNK));
-            // Cannot fail: a piece is at most MAX_COPY_DATA_CHUNK bytes.
-            if piece.len() < ZERO_COPY_MIN.min(batch) {
-                let _ = frontend::copy_data(&mut self.open, &piece);
-                self.message_ends
-                    .push_back(self.sealed_end + self.open.len() as u64);
-            } else {
-                let _ = frontend::copy_data_header(&mut self.open, piece.len());
-                self.seal();
-                self.push_segment(piece);
-            }
-        }
-    }
-
-    /// One whole message as its own segment.
-    fn push_message(&mut self, bytes: Bytes) {
-        self.seal();
-        self.push_segment(bytes);
-    }
-
-    fn push_segment(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            self.sealed_end += bytes.len() as u64;
-            self.message_ends.push_back(self.sealed_end);
-            self.segments.push_back(bytes);
-        }
-    }
-
-    /// Moves the open batch into the segment queue.
-    fn seal(&mut self) {
-        if !self.open.is_empty() {
-            let seg = self.open.split().freeze();
-            self.sealed_end += seg.len() as u64;
-            self.segments.push_back(seg);
-        }
-    }
-
-    fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (slot, seg) in slices.iter_mut().zip(&self.segments) {
-            *slot = IoSlice::new(seg);
-            n += 1;
-        }
-        n
-    }
-
-    fn advance(&mut self, mut n: usize) {
-        self.written += n as u64;
-        while n > 0 {
-            let Some(front) = self.segments.front_mut() else {
-                break;
-            };
-            let take = n.min(front.len());
-            let _ = front.split_to(take);
-            n -= take;
-            if front.is_empty() {
-                self.segments.pop_front();
-            }
-        }
-        while let Some(&end) = self.message_ends.front() {
-            if end > self.written {
-                break;
-            }
-            self.last_boundary = end;
-            self.message_ends.pop_front();
-        }
-    }
-
-    /// Drops everything but the rest of a message already partly written.
-    fn keep_started_frame_only(&mut self) {
-        self.open.clear();
-        let keep_until = match self.message_ends.front() {
-            Some(&end)
-                if self.written > self.last_boundary
-                    && !mutant(Mutant::CopyInDropsStartedFrame) =>
-            {
-                end
-            }
-            _ => self.written,
-        };
-        let mut keep = usize::try_from(keep_until - self.written).unwrap_or(usize::MAX);
-        let mut kept = VecDeque::new();
-        for seg in self.segments.drain(..) {
-            if keep == 0 {
-                break;
-            }
-            let take = keep.min(seg.len());
-            kept.push_back(seg.slice(..take));
-            keep -= take;
-        }
-        self.segments = kept;
-        self.sealed_end = keep_until;
-        self.message_ends.retain(|&e| e <= keep_until);
-    }
-}
-
-#[cfg(test)]
-#[path = "copy_tests.rs"]
-mod tests;

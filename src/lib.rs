@@ -43,7 +43,6 @@ pub mod notify;
 pub mod protocol;
 pub mod session;
 pub mod transport;
-mod watch;
 
 pub use conn::{Connection, QueryResult};
 pub use connect::{CancelToken, Client, Config, ConnectInfo, connect};

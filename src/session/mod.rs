@@ -20,6 +20,7 @@
 //! Any `Err` from a method here that is about the byte stream has already
 //! moved the session to [`State::Closed`].
 
+pub mod copy;
 mod dispatch;
 mod rows;
 mod state;

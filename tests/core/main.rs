@@ -7,6 +7,7 @@ mod support;
 
 mod buffer;
 mod config;
+mod copy;
 mod next_message;
 mod notifications;
 mod options;

@@ -3,10 +3,9 @@
 //! and wherever an abort comes, no frame is cut and nothing but the rest of
 //! the started frame (and CopyFail, when the source failed) follows the abort.
 
-use std::io::IoSlice;
-
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 use super::{Outgoing, ZERO_COPY_MIN};
 use crate::protocol::frontend;
@@ -72,9 +71,8 @@ fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
 fn write(out: &mut Outgoing, wire: &mut Vec<u8>, max: usize, vectored: bool) {
     // What the connection does before every write (`poll_write_out`).
     out.seal();
-    let mut slices = [IoSlice::new(&[]); 16];
-    let n = out.io_slices(&mut slices);
-    let offered = slices[..n].iter().filter(|s| !s.is_empty());
+    let slices: Vec<&[u8]> = out.segments().take(16).collect();
+    let offered = slices.iter().filter(|s| !s.is_empty());
     let mut left = max;
     let before = wire.len();
     for s in offered {
@@ -190,6 +188,15 @@ fn run(batch: usize, ops: &[Op], drain: &[(usize, bool)]) -> Result<(), TestCase
 }
 
 proptest! {
+    // The regressions file kept its name from when this test lived in `src/copy_tests.rs`.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/copy_tests.txt"
+        )))),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn outgoing_writes_whole_frames_in_order_and_finishes_the_started_one(
         batch in prop_oneof![1usize..64, 64usize..70_000],
