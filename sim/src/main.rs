@@ -7,17 +7,12 @@
 //! ```
 //! Every failure prints the exact command that replays it.
 
-mod chop;
-mod scenario;
-mod seed;
-mod server;
-
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use scenario::{ALL, Scenario};
-use seed::Seed;
+use pg_sim::scenario::{self, ALL, Scenario};
+use pg_sim::seed::Seed;
 
 struct Args {
     seeds: u64,

@@ -32,11 +32,7 @@ thread_local! {
 
 /// Runs `f` with `plan` as the fault plan of every simulation it starts on
 /// this thread, instead of the plan drawn from the seed.
-#[allow(
-    dead_code,
-    reason = "used by tests/faults.rs, which includes this module by path; not by the CLI"
-)]
-pub(crate) fn with_plan<R>(plan: Plan, f: impl FnOnce() -> R) -> R {
+pub fn with_plan<R>(plan: Plan, f: impl FnOnce() -> R) -> R {
     PLAN_OVERRIDE.with(|p| *p.borrow_mut() = Some(plan));
     let r = f();
     PLAN_OVERRIDE.with(|p| *p.borrow_mut() = None);
@@ -222,12 +218,12 @@ pub(super) fn rows_reply(rng: &mut Rng, count: Option<usize>) -> Vec<Sent> {
 
 /// A query whose reply mixes rows with notices, notifications and
 /// ParameterStatus, over chopped reads and writes.
-pub(crate) fn query(seed: Seed) -> Outcome {
+pub fn query(seed: Seed) -> Outcome {
     query_with(seed, QueryVariant::from_seed(seed))
 }
 
 /// [`query`] with its choices given.
-pub(crate) fn query_with(seed: Seed, v: QueryVariant) -> Outcome {
+pub fn query_with(seed: Seed, v: QueryVariant) -> Outcome {
     let mut rng = Rng::new(Seed(seed.0 ^ QUERY_SALT));
     let sent = rows_reply(&mut rng, Some(v.messages));
     let expected = sent.clone();
@@ -282,12 +278,12 @@ pub(crate) fn query_with(seed: Seed, v: QueryVariant) -> Outcome {
 /// COPY IN that the server aborts at a seeded byte: the server's error, no
 /// CopyDone or CopyFail after the abort, little data after it, and the
 /// connection usable. Without an abort: the server's row count, all rows.
-pub(crate) fn copy_in(seed: Seed) -> Outcome {
+pub fn copy_in(seed: Seed) -> Outcome {
     copy_in_with(seed, CopyInVariant::from_seed(seed))
 }
 
 /// [`copy_in`] with its choices given.
-pub(crate) fn copy_in_with(seed: Seed, v: CopyInVariant) -> Outcome {
+pub fn copy_in_with(seed: Seed, v: CopyInVariant) -> Outcome {
     let CopyInVariant {
         abort_at,
         total_rows,
@@ -393,12 +389,12 @@ pub(crate) fn copy_in_with(seed: Seed, v: CopyInVariant) -> Outcome {
 }
 
 /// COPY OUT: every CopyData byte arrives, in order, notifications on the side.
-pub(crate) fn copy_out(seed: Seed) -> Outcome {
+pub fn copy_out(seed: Seed) -> Outcome {
     copy_out_with(seed, CopyOutVariant::from_seed(seed))
 }
 
 /// [`copy_out`] with its choices given.
-pub(crate) fn copy_out_with(seed: Seed, v: CopyOutVariant) -> Outcome {
+pub fn copy_out_with(seed: Seed, v: CopyOutVariant) -> Outcome {
     let mut rng = Rng::new(Seed(seed.0 ^ COPY_OUT_SALT));
     let sent = copy_reply(&mut rng, Some(v.messages));
     let expected = copy_bytes(&sent);
@@ -457,7 +453,7 @@ pub(crate) fn copy_out_with(seed: Seed, v: CopyOutVariant) -> Outcome {
 
 /// The server answers SSLRequest with `S` and plaintext: refused before a
 /// single TLS byte is sent.
-pub(crate) fn ssl_injection(seed: Seed) -> Outcome {
+pub fn ssl_injection(seed: Seed) -> Outcome {
     let same_segment = Rng::new(seed).one_in(2);
     let script = Script {
         ssl: Ssl::Inject { same_segment },
@@ -506,7 +502,7 @@ const CLIENT_HELLO_MAX: usize = 1024;
 
 /// A query abandoned at a seeded simulated instant (its future dropped): the
 /// connection is then Closed and refuses work, or the query completed and is correct.
-pub(crate) fn cancel(seed: Seed) -> Outcome {
+pub fn cancel(seed: Seed) -> Outcome {
     let mut rng = Rng::new(Seed(seed.0 ^ 0xCA));
     if rng.one_in(3) {
         return cancel_copy_in(seed, &mut rng);
@@ -575,7 +571,7 @@ pub(crate) fn cancel(seed: Seed) -> Outcome {
 /// The server closes an idle connection (FIN, with or without a FATAL message
 /// first): the probe sees it without a round trip, the state stays Ready until
 /// the next operation, which fails and leaves the connection Closed.
-pub(crate) fn idle_close(seed: Seed) -> Outcome {
+pub fn idle_close(seed: Seed) -> Outcome {
     let fatal = Rng::new(Seed(seed.0 ^ 0x1D)).one_in(2);
     let script = Script::plain(Reply::CloseIdle { fatal });
     let (result, log, transcript) =
@@ -619,12 +615,12 @@ pub(crate) fn idle_close(seed: Seed) -> Outcome {
 /// simulated stream), trust/cleartext/MD5/SCRAM(-PLUS), the right or a wrong
 /// password, channel_binding disable/prefer/require, and SCRAM servers that
 /// skip or forge their proof. Each combination has one right outcome.
-pub(crate) fn auth(seed: Seed) -> Outcome {
+pub fn auth(seed: Seed) -> Outcome {
     auth_with(seed, AuthVariant::from_seed(seed))
 }
 
 /// [`auth`] with its choices given.
-pub(crate) fn auth_with(seed: Seed, v: AuthVariant) -> Outcome {
+pub fn auth_with(seed: Seed, v: AuthVariant) -> Outcome {
     let AuthVariant {
         ssl,
         sslmode,
@@ -832,12 +828,12 @@ fn copy_bytes(sent: &[Sent]) -> Vec<u8> {
 /// either completes with the right result or fails as `Closed`/`Io` saying
 /// what happened, COPY data handed over before the end is a prefix of what
 /// was sent, and the connection is then `Closed` and refuses work.
-pub(crate) fn cut(seed: Seed) -> Outcome {
+pub fn cut(seed: Seed) -> Outcome {
     cut_with(seed, CutVariant::from_seed(seed))
 }
 
 /// [`cut`] with its choices given.
-pub(crate) fn cut_with(seed: Seed, v: CutVariant) -> Outcome {
+pub fn cut_with(seed: Seed, v: CutVariant) -> Outcome {
     let (copy, messages, end) = match v {
         CutVariant::Reply {
             copy,
@@ -1138,7 +1134,7 @@ where
 /// that ends a query, then more at seeded intervals while the client waits
 /// with `wait_notification` and short seeded timeouts. Every one arrives, in
 /// order, once; timeouts lose nothing; the connection stays `Ready`.
-pub(crate) fn listen(seed: Seed) -> Outcome {
+pub fn listen(seed: Seed) -> Outcome {
     let mut rng = Rng::new(Seed(seed.0 ^ 0x11));
     let trailing: Vec<String> = (0..rng.below(4))
         .map(|i| format!("t{i}-{}", rng.word(8)))

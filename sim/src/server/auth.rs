@@ -16,7 +16,7 @@ use super::encode::{authentication, error_response};
 use super::pg::{Log, read_message, send};
 
 /// The simulated user's password.
-pub(crate) const PASSWORD: &str = "sim secret";
+pub const PASSWORD: &str = "sim secret";
 const USER: &str = "sim";
 const MD5_SALT: [u8; 4] = [0x5a, 0x17, 0x00, 0xff];
 const SCRAM_SALT: &[u8] = b"simulated salt..";
@@ -25,9 +25,12 @@ const SERVER_NONCE: &str = "c2ltdWxhdGVkIHNlcnZlcg";
 
 /// How the server asks the client to authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Auth {
+pub enum Auth {
+    /// No password: AuthenticationOk at once.
     Trust,
+    /// AuthenticationCleartextPassword.
     Cleartext,
+    /// AuthenticationMD5Password.
     Md5,
     /// SCRAM-SHA-256, and -PLUS as well over TLS; `Twist` departs from the
     /// standard exchange.
@@ -36,7 +39,8 @@ pub(crate) enum Auth {
 
 /// A SCRAM server that does not do what it should.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Twist {
+pub enum Twist {
+    /// The standard exchange.
     None,
     /// AuthenticationOk without SASLFinal: the server never proves it knows
     /// the password.

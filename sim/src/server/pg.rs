@@ -12,11 +12,14 @@ use super::encode::{Sent, authentication_ok, ready_for_query};
 
 /// How the server answers an SSLRequest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ssl {
+pub enum Ssl {
     /// `N`.
     Refuse,
     /// `S` followed by plaintext bytes, in the same segment or a later one.
-    Inject { same_segment: bool },
+    Inject {
+        /// The plaintext follows the `S` in the same segment.
+        same_segment: bool,
+    },
     /// `S`, then TLS (rustls over the simulated stream).
     Accept,
     /// An ErrorResponse, as a server too old to know SSLRequest sends, then close.
@@ -25,55 +28,68 @@ pub(crate) enum Ssl {
 
 /// How the server answers the first Query.
 #[derive(Debug, Clone)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// These messages, then CommandComplete and ReadyForQuery.
     Rows(Vec<Sent>),
     /// CopyInResponse; abort with 23505 once `abort_at` bytes of COPY data
     /// arrived, followed (`stray`) by the ErrorResponse 08P01 + ReadyForQuery
     /// some servers send for CopyData that crossed the abort, in the same segment.
     CopyIn {
+        /// COPY data bytes after which the server aborts; `None`: never.
         abort_at: Option<usize>,
+        /// The 08P01 + ReadyForQuery follow the abort.
         stray: bool,
     },
     /// CopyOutResponse, these messages, CopyDone, CommandComplete.
     CopyOut(Vec<Sent>),
     /// An ErrorResponse (severity ERROR) with `code`, then ReadyForQuery.
-    #[allow(dead_code, reason = "only the differential test plays it so far")]
-    Error { code: String, message: String },
+    Error {
+        /// The SQLSTATE.
+        code: String,
+        /// The primary message.
+        message: String,
+    },
     /// EmptyQueryResponse, then ReadyForQuery: the answer to an empty query.
-    #[allow(dead_code, reason = "only the differential test plays it so far")]
     EmptyQuery,
     /// Right after startup, close the connection (optionally after a FATAL
     /// ErrorResponse, as PostgreSQL does), without waiting for a query.
-    CloseIdle { fatal: bool },
+    CloseIdle {
+        /// A FATAL ErrorResponse (57P01) comes before the close.
+        fatal: bool,
+    },
     /// An empty result whose ReadyForQuery is followed, in the same segment, by
     /// notifications (`trailing`), then more while the connection is idle,
     /// each after its delay in milliseconds (`later`).
     Listen {
+        /// Payloads sent right behind the ReadyForQuery.
         trailing: Vec<String>,
+        /// Payloads sent later, each after its delay in milliseconds.
         later: Vec<(u64, String)>,
     },
 }
 
 /// What the scenario wants the server to do.
 #[derive(Debug, Clone)]
-pub(crate) struct Script {
-    pub(crate) ssl: Ssl,
-    pub(crate) auth: Auth,
-    pub(crate) reply: Reply,
+pub struct Script {
+    /// The answer to SSLRequest.
+    pub ssl: Ssl,
+    /// The authentication it asks for.
+    pub auth: Auth,
+    /// The answer to the first Query.
+    pub reply: Reply,
     /// The newest protocol version the server speaks, as a StartupMessage
     /// carries it: 3.0 (`0x0003_0000`, PostgreSQL 14–17) answers a request for
     /// 3.2 with NegotiateProtocolVersion; 3.2 (PostgreSQL 18) accepts it and
     /// gives a 32-byte cancel key.
-    pub(crate) newest_protocol: i32,
+    pub newest_protocol: i32,
 }
 
 /// Protocol 3.0, what the simulated server speaks unless told otherwise.
-pub(crate) const PROTOCOL_3_0: i32 = 0x0003_0000;
+pub const PROTOCOL_3_0: i32 = 0x0003_0000;
 
 impl Script {
     /// No SSL, trust authentication, then `reply`.
-    pub(crate) fn plain(reply: Reply) -> Self {
+    pub fn plain(reply: Reply) -> Self {
         Self {
             ssl: Ssl::Refuse,
             auth: Auth::Trust,
@@ -83,14 +99,13 @@ impl Script {
     }
 
     /// Authenticates with `auth`.
-    #[allow(dead_code, reason = "only the differential test uses it so far")]
-    pub(crate) fn auth(mut self, auth: Auth) -> Self {
+    pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = auth;
         self
     }
 
     /// Accepts SSL (TLS over the simulated stream) when `tls` is set.
-    pub(crate) fn tls_if(mut self, tls: bool) -> Self {
+    pub fn tls_if(mut self, tls: bool) -> Self {
         if tls {
             self.ssl = Ssl::Accept;
         }
@@ -100,31 +115,32 @@ impl Script {
 
 /// What the server saw, for the scenario's checks.
 #[derive(Debug, Default)]
-pub(crate) struct Log {
+pub struct Log {
     /// Frontend message tags in order (`0` for untagged startup-phase messages).
-    pub(crate) tags: Vec<u8>,
-    /// COPY data bytes received before and after an abort.
-    pub(crate) copy_bytes: usize,
-    pub(crate) copy_bytes_after_abort: usize,
+    pub tags: Vec<u8>,
+    /// COPY data bytes received before an abort.
+    pub copy_bytes: usize,
+    /// COPY data bytes received after an abort.
+    pub copy_bytes_after_abort: usize,
     /// CopyDone or CopyFail after the server aborted.
-    pub(crate) end_after_abort: bool,
+    pub end_after_abort: bool,
     /// Bytes the client sent after an injected `S`.
-    pub(crate) bytes_after_injection: usize,
+    pub bytes_after_injection: usize,
     /// Rows the server committed from a COPY IN.
-    pub(crate) rows_committed: u64,
+    pub rows_committed: u64,
     /// The server aborted a COPY IN.
-    pub(crate) aborted: bool,
+    pub aborted: bool,
     /// PasswordMessage/SASL messages received.
-    pub(crate) password_messages: u32,
+    pub password_messages: u32,
     /// The SASL mechanism the client chose.
-    pub(crate) mechanism: Option<String>,
+    pub mechanism: Option<String>,
     /// The session ran over TLS.
-    pub(crate) tls: bool,
+    pub tls: bool,
 }
 
 /// Serves one connection per `script`, recording into `log`: a turmoil stream in
 /// the simulation, a loopback TCP stream in the differential test.
-pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     script: Script,
     log: Arc<Mutex<Log>>,
