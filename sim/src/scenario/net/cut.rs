@@ -9,6 +9,7 @@ use crate::chop::{End, Plan};
 use crate::scenario::Outcome;
 use crate::scenario::variant::{CUT_SALT, CutVariant};
 use crate::seed::{Rng, Seed};
+use crate::server::encode::Sent;
 use crate::server::pg::{Reply, Script};
 
 /// The connection ends, with a FIN or an RST, at a seeded byte of what the
@@ -35,15 +36,7 @@ pub fn cut_with(seed: Seed, v: CutVariant) -> Outcome {
         } => return cut_copy_in(seed, total_rows, chunk_rows, at),
     };
     debug_assert!(end.reads || end.reset, "a write end is always a reset");
-    let mut rng = Rng::new(Seed(seed.0 ^ CUT_SALT));
-    // The two draws that chose this variant from the seed: skipped here too,
-    // so a seed's messages are the same whichever way it was chosen.
-    let _ = (rng.one_in(3), rng.one_in(2));
-    let sent = if copy {
-        copy_reply(&mut rng, Some(messages))
-    } else {
-        rows_reply(&mut rng, Some(messages))
-    };
+    let sent = cut_reply(seed, copy, messages);
     let expected_rows = text_rows(&sent);
     let expected_copy = copy_bytes(&sent);
     let script = Script::plain(if copy {
@@ -53,74 +46,121 @@ pub fn cut_with(seed: Seed, v: CutVariant) -> Outcome {
     });
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
-            let note = |line: String| transcript.lock().unwrap().push(line);
-            note(format!("{end:?}, copy {copy}"));
+            note(&transcript, format!("{end:?}, copy {copy}"));
             let Some(mut c) = connect_ending(plan, end, &transcript).await? else {
                 return Ok(());
             };
             let failed = if copy {
-                let mut got = Vec::new();
-                let r = c
-                    .copy_out("COPY t TO STDOUT", |b: Bytes| {
-                        got.extend_from_slice(&b);
-                        async { Ok::<_, std::io::Error>(()) }
-                    })
-                    .await;
-                note(format!(
-                    "copy out: {} bytes, {:?}",
-                    got.len(),
-                    r.as_ref().map_err(ToString::to_string)
-                ));
-                match r {
-                    Ok(_) if got == expected_copy => None,
-                    Ok(_) => {
-                        return Err(format!(
-                            "COPY OUT completed with {} bytes of {}",
-                            got.len(),
-                            expected_copy.len()
-                        ));
-                    }
-                    Err(_) if !expected_copy.starts_with(&got) => {
-                        return Err(
-                            "COPY data before the end is not a prefix of what was sent".into()
-                        );
-                    }
-                    Err(e) => Some(e),
-                }
+                copy_out_until_end(&mut c, &expected_copy, &transcript).await?
             } else {
-                let r = c.simple_query("SELECT sim").await;
-                note(format!(
-                    "query: {:?}",
-                    r.as_ref()
-                        .map(|q| q.first().map_or(0, |q| q.rows.len()))
-                        .map_err(ToString::to_string)
-                ));
-                match r {
-                    Ok(q) if q.first().map(|q| &q.rows) == Some(&expected_rows) => None,
-                    Ok(_) => return Err("the query completed with the wrong rows".into()),
-                    Err(e) => Some(e),
-                }
+                query_until_end(&mut c, &expected_rows, &transcript).await?
             };
-            let Some(e) = failed else {
-                if c.state() != State::Ready {
-                    return Err(format!("state {:?} after a complete reply", c.state()));
+            match failed {
+                None if c.state() != State::Ready => {
+                    Err(format!("state {:?} after a complete reply", c.state()))
                 }
-                return Ok(());
-            };
-            check_end_error(&e, end)?;
-            if c.state() != State::Closed || c.is_connected() {
-                return Err(format!(
-                    "after the connection ended: state {:?}, connected {}",
-                    c.state(),
-                    c.is_connected()
-                ));
-            }
-            match c.simple_query("SELECT 1").await {
-                Err(e) if e.is_closed() => Ok(()),
-                other => Err(format!("a connection that ended was reused: {other:?}")),
+                None => Ok(()),
+                Some(e) => check_ended(&mut c, &e, end).await,
             }
         });
     finish(result, &log, &transcript, 1)
+}
+
+/// The reply of `messages` messages that `seed` draws for [`cut`]: COPY OUT
+/// data (`copy`) or a query's rows.
+fn cut_reply(seed: Seed, copy: bool, messages: usize) -> Vec<Sent> {
+    let mut rng = Rng::new(Seed(seed.0 ^ CUT_SALT));
+    // The two draws that chose this variant from the seed: skipped here too,
+    // so a seed's messages are the same whichever way it was chosen.
+    let _ = (rng.one_in(3), rng.one_in(2));
+    if copy {
+        copy_reply(&mut rng, Some(messages))
+    } else {
+        rows_reply(&mut rng, Some(messages))
+    }
+}
+
+/// Adds `line` to the run's transcript.
+fn note(transcript: &Shared<Vec<String>>, line: String) {
+    transcript.lock().unwrap().push(line);
+}
+
+/// COPY OUT over a connection that may end: `Ok(None)` if it completed with
+/// every byte, `Ok(Some(e))` if it failed with `e` after handing over a
+/// prefix of the data.
+async fn copy_out_until_end(
+    c: &mut Client,
+    expected: &[u8],
+    transcript: &Shared<Vec<String>>,
+) -> Result<Option<pg_transport::Error>, String> {
+    let mut got = Vec::new();
+    let r = c
+        .copy_out("COPY t TO STDOUT", |b: Bytes| {
+            got.extend_from_slice(&b);
+            async { Ok::<_, std::io::Error>(()) }
+        })
+        .await;
+    note(
+        transcript,
+        format!(
+            "copy out: {} bytes, {:?}",
+            got.len(),
+            r.as_ref().map_err(ToString::to_string)
+        ),
+    );
+    match r {
+        Ok(_) if got == expected => Ok(None),
+        Ok(_) => Err(format!(
+            "COPY OUT completed with {} bytes of {}",
+            got.len(),
+            expected.len()
+        )),
+        Err(_) if !expected.starts_with(&got) => {
+            Err("COPY data before the end is not a prefix of what was sent".into())
+        }
+        Err(e) => Ok(Some(e)),
+    }
+}
+
+/// A query over a connection that may end: `Ok(None)` if it completed with
+/// the rows sent, `Ok(Some(e))` if it failed with `e`.
+async fn query_until_end(
+    c: &mut Client,
+    expected: &[Vec<Option<String>>],
+    transcript: &Shared<Vec<String>>,
+) -> Result<Option<pg_transport::Error>, String> {
+    let r = c.simple_query("SELECT sim").await;
+    note(
+        transcript,
+        format!(
+            "query: {:?}",
+            r.as_ref()
+                .map(|q| q.first().map_or(0, |q| q.rows.len()))
+                .map_err(ToString::to_string)
+        ),
+    );
+    match r {
+        Ok(q) if q.first().map(|q| q.rows.as_slice()) == Some(expected) => Ok(None),
+        Ok(_) => Err("the query completed with the wrong rows".into()),
+        Err(e) => Ok(Some(e)),
+    }
+}
+
+/// After the connection ended under an operation: the error said so, and
+/// the connection is `Closed` and refuses the next one.
+async fn check_ended(c: &mut Client, e: &pg_transport::Error, end: End) -> Result<(), String> {
+    check_end_error(e, end)?;
+    if c.state() != State::Closed || c.is_connected() {
+        return Err(format!(
+            "after the connection ended: state {:?}, connected {}",
+            c.state(),
+            c.is_connected()
+        ));
+    }
+    match c.simple_query("SELECT 1").await {
+        Err(e) if e.is_closed() => Ok(()),
+        other => Err(format!("a connection that ended was reused: {other:?}")),
+    }
 }
 
 /// Connects through a fault layer that ends the connection per `end`.
@@ -171,8 +211,7 @@ fn cut_copy_in(seed: Seed, total_rows: u64, chunk_rows: u64, at: usize) -> Outco
     });
     let (result, log, transcript) =
         simulate(seed, script, 1, move |plan, log, transcript| async move {
-            let note = |line: String| transcript.lock().unwrap().push(line);
-            note(format!("{end:?}, copy in {total_rows} rows"));
+            note(&transcript, format!("{end:?}, copy in {total_rows} rows"));
             let Some(mut c) = connect_ending(plan, end, &transcript).await? else {
                 return Ok(());
             };
@@ -186,10 +225,13 @@ fn cut_copy_in(seed: Seed, total_rows: u64, chunk_rows: u64, at: usize) -> Outco
             });
             let r = c.copy_in("COPY t FROM STDIN", source).await;
             let committed = log.lock().unwrap().rows_committed;
-            note(format!(
-                "copy in: {:?}, server committed {committed}",
-                r.as_ref().map_err(ToString::to_string)
-            ));
+            note(
+                &transcript,
+                format!(
+                    "copy in: {:?}, server committed {committed}",
+                    r.as_ref().map_err(ToString::to_string)
+                ),
+            );
             match r {
                 Ok(n) if n == total_rows && committed == total_rows => Ok(()),
                 Ok(n) => Err(format!(

@@ -47,28 +47,13 @@ where
     F: FnOnce(Plan, Shared<Log>, Shared<Vec<String>>) -> Fut + 'static,
     Fut: Future<Output = Result<(), String>> + 'static,
 {
-    let mut rng = Rng::new(seed);
-    let latency = Duration::from_millis(1 + rng.below(20) as u64);
-    let seeded = Plan {
-        reads: (0..1 + rng.below(6)).map(|_| size(&mut rng)).collect(),
-        writes: (0..1 + rng.below(6)).map(|_| size(&mut rng)).collect(),
-        pending_every: rng.below(6),
-    };
-    // Holds: the link delays everything for a while, then delivers it all
-    // (lossless, unlike a partition). Short and early, so the scenarios' own
-    // waits (an idle close, a server's read timeout) still outlast them.
-    let holds: Vec<(Duration, Duration)> = if rng.one_in(2) {
-        (0..1 + rng.below(3))
-            .map(|_| {
-                let mut ms = |n: usize| Duration::from_millis(rng.below(n) as u64);
-                (ms(60), ms(50))
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    HOLDS.with(|h| h.set(holds.len() as u32));
-    let mut plan = PLAN_OVERRIDE.with(|p| p.borrow().clone()).unwrap_or(seeded);
+    // Drawn even when a property test overrides the plan: the seed's other
+    // draws (latency, holds) stay what they are without the override.
+    let link = Link::from_seed(seed);
+    HOLDS.with(|h| h.set(link.holds.len() as u32));
+    let mut plan = PLAN_OVERRIDE
+        .with(|p| p.borrow().clone())
+        .unwrap_or(link.plan);
     plan.writes
         .iter_mut()
         .for_each(|w| *w = (*w).max(min_write));
@@ -79,40 +64,16 @@ where
         .rng_seed(seed.0)
         .simulation_duration(Duration::from_secs(30))
         .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(latency)
+        .max_message_latency(link.latency)
         .build();
+    // turmoil steps hosts in the order they were added (and numbers their
+    // addresses so): a seed replays only with this order kept.
     let server_log = log.clone();
     sim.host("server", move || {
-        let script = script.clone();
-        let log = server_log.clone();
-        async move {
-            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", 5432)).await?;
-            loop {
-                let (stream, _) = listener.accept().await?;
-                // One connection at a time: scenarios use one. A client
-                // that resets or drops its end is the scenario's doing.
-                if let Err(e) = serve(stream, script.clone(), log.clone()).await {
-                    use std::io::ErrorKind as K;
-                    if !matches!(
-                        e.kind(),
-                        K::ConnectionReset | K::BrokenPipe | K::UnexpectedEof
-                    ) {
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
+        serve_each(script.clone(), server_log.clone())
     });
-    if !holds.is_empty() {
-        sim.client("chaos", async move {
-            for (wait, hold) in holds {
-                tokio::time::sleep(wait).await;
-                turmoil::hold("client", "server");
-                tokio::time::sleep(hold).await;
-                turmoil::release("client", "server");
-            }
-            Ok(())
-        });
+    if !link.holds.is_empty() {
+        sim.client("chaos", hold_link(link.holds));
     }
     let (l, t) = (log.clone(), transcript.clone());
     sim.client("client", async move {
@@ -120,6 +81,78 @@ where
     });
     let result = sim.run().map_err(|e| e.to_string());
     (result, log, transcript)
+}
+
+/// What a seed makes of the link between client and server.
+struct Link {
+    /// The most a segment takes (the least is 1 ms).
+    latency: Duration,
+    /// The client's fault plan, unless a property test gives one.
+    plan: Plan,
+    /// (wait, hold) pairs for [`hold_link`].
+    holds: Vec<(Duration, Duration)>,
+}
+
+impl Link {
+    fn from_seed(seed: Seed) -> Self {
+        let mut rng = Rng::new(seed);
+        let latency = Duration::from_millis(1 + rng.below(20) as u64);
+        let plan = Plan {
+            reads: (0..1 + rng.below(6)).map(|_| size(&mut rng)).collect(),
+            writes: (0..1 + rng.below(6)).map(|_| size(&mut rng)).collect(),
+            pending_every: rng.below(6),
+        };
+        // Holds: the link delays everything for a while, then delivers it all
+        // (lossless, unlike a partition). Short and early, so the scenarios' own
+        // waits (an idle close, a server's read timeout) still outlast them.
+        let holds = if rng.one_in(2) {
+            (0..1 + rng.below(3))
+                .map(|_| {
+                    let mut ms = |n: usize| Duration::from_millis(rng.below(n) as u64);
+                    (ms(60), ms(50))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            latency,
+            plan,
+            holds,
+        }
+    }
+}
+
+/// The simulated server's host: serves `script` on each connection it
+/// accepts.
+async fn serve_each(script: Script, log: Shared<Log>) -> turmoil::Result {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", 5432)).await?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        // One connection at a time: scenarios use one. A client
+        // that resets or drops its end is the scenario's doing.
+        if let Err(e) = serve(stream, script.clone(), log.clone()).await {
+            use std::io::ErrorKind as K;
+            if !matches!(
+                e.kind(),
+                K::ConnectionReset | K::BrokenPipe | K::UnexpectedEof
+            ) {
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+/// After each wait, holds every segment between client and server for a
+/// while, then releases them all.
+async fn hold_link(holds: Vec<(Duration, Duration)>) -> turmoil::Result {
+    for (wait, hold) in holds {
+        tokio::time::sleep(wait).await;
+        turmoil::hold("client", "server");
+        tokio::time::sleep(hold).await;
+        turmoil::release("client", "server");
+    }
+    Ok(())
 }
 
 fn size(rng: &mut Rng) -> usize {
