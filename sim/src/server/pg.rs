@@ -211,41 +211,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     // Newer than we speak: say which we do, as PostgreSQL does before anything else.
     let version = asked.min(script.newest_protocol);
     if asked > script.newest_protocol {
-        let mut out = vec![b'v'];
-        out.extend_from_slice(&12u32.to_be_bytes());
-        out.extend_from_slice(&version.to_be_bytes());
-        out.extend_from_slice(&0u32.to_be_bytes());
-        send(&mut s, &out).await?;
+        send(&mut s, &negotiate_protocol_version(version)).await?;
     }
     let tls = log.lock().unwrap().tls;
     if !authenticate(&mut s, script.auth, tls, &log).await? {
         return Ok(());
     }
-    let mut hello = Vec::new();
-    authentication_ok(&mut hello);
-    Sent::ParameterStatus("server_version".into(), "17.0 (simulated)".into()).encode(&mut hello);
-    // A 4-byte cancel key in 3.0; 3.2 allows up to 256 and PostgreSQL 18 sends 32.
-    let key: &[u8] = if version == PROTOCOL_3_0 {
-        &[0, 0, 0, 0x2a]
-    } else {
-        &[0x2a; 32]
-    };
-    hello.push(b'K');
-    hello.extend_from_slice(&(8 + key.len() as u32).to_be_bytes());
-    hello.extend_from_slice(&1234i32.to_be_bytes());
-    hello.extend_from_slice(key);
-    ready_for_query(&mut hello, b'I');
-    send(&mut s, &hello).await?;
+    send(&mut s, &hello(version)).await?;
     if let Reply::CloseIdle { fatal } = script.reply {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if fatal {
-            let fatal = error(
-                "57P01",
-                "terminating connection due to administrator command",
-            );
-            send(&mut s, &fatal).await?;
-        }
-        return Ok(());
+        return close_idle(&mut s, fatal).await;
     }
     let mut reply = Some(script.reply);
     let mut copy: Option<CopyIn> = None;
@@ -256,34 +230,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         log.lock().unwrap().tags.push(tag);
         match (tag, copy.as_mut()) {
             (b'd', Some(c)) => {
-                let abort_now = {
-                    let mut l = log.lock().unwrap();
-                    if c.aborted {
-                        l.copy_bytes_after_abort += body.len();
-                        false
-                    } else {
-                        l.copy_bytes += body.len();
-                        c.rows += body.iter().filter(|&&b| b == b'\n').count() as u64;
-                        let hit = c.abort_at.is_some_and(|at| l.copy_bytes >= at);
-                        l.aborted |= hit;
-                        hit
-                    }
-                };
+                let abort_now = c.take(&body, &mut log.lock().unwrap());
                 if abort_now {
-                    c.aborted = true;
-                    let mut out = error(
-                        "23505",
-                        "duplicate key value violates unique constraint \"t_pkey\"",
-                    );
-                    ready_for_query(&mut out, b'I');
-                    if c.stray {
-                        out.extend_from_slice(&error(
-                            "08P01",
-                            "unexpected message type 0x64 during COPY from stdin",
-                        ));
-                        ready_for_query(&mut out, b'I');
-                    }
-                    send(&mut s, &out).await?;
+                    send(&mut s, &copy_abort(c.stray)).await?;
                 }
             }
             (b'c' | b'f', Some(c)) if c.aborted => {
@@ -305,82 +254,166 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 ready_for_query(&mut out, b'I');
                 send(&mut s, &out).await?;
             }
-            (b'Q', _) => {
-                copy = None;
-                match reply.take() {
-                    Some(Reply::Rows(sent)) => {
-                        let mut out = Vec::new();
-                        sent.iter().for_each(|m| m.encode(&mut out));
-                        let rows = sent
-                            .iter()
-                            .filter(|m| matches!(m, Sent::DataRow(_)))
-                            .count();
-                        Sent::CommandComplete(format!("SELECT {rows}")).encode(&mut out);
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                    Some(Reply::Error { code, message }) => {
-                        let mut out = error(&code, &message);
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                    Some(Reply::EmptyQuery) => {
-                        let mut out = Vec::new();
-                        Sent::EmptyQuery.encode(&mut out);
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                    Some(Reply::CopyIn { abort_at, stray }) => {
-                        // The scenarios' table `t (id int PRIMARY KEY, v text)`:
-                        // text format, two text columns.
-                        send(&mut s, b"G\0\0\0\x0b\0\0\x02\0\0\0\0").await?;
-                        copy = Some(CopyIn {
-                            abort_at,
-                            stray,
-                            aborted: false,
-                            rows: 0,
-                        });
-                    }
-                    Some(Reply::CopyOut(sent)) => {
-                        let mut out = copy_out_response(&sent);
-                        sent.iter().for_each(|m| m.encode(&mut out));
-                        out.extend_from_slice(b"c\0\0\0\x04");
-                        // PostgreSQL sends one CopyData per row.
-                        let rows = sent
-                            .iter()
-                            .filter(|m| matches!(m, Sent::CopyData(_)))
-                            .count();
-                        Sent::CommandComplete(format!("COPY {rows}")).encode(&mut out);
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                    Some(Reply::Listen { trailing, later }) => {
-                        let mut out = Vec::new();
-                        Sent::CommandComplete("LISTEN".into()).encode(&mut out);
-                        ready_for_query(&mut out, b'I');
-                        for payload in trailing {
-                            notification(payload).encode(&mut out);
-                        }
-                        send(&mut s, &out).await?;
-                        for (delay, payload) in later {
-                            tokio::time::sleep(Duration::from_millis(delay)).await;
-                            let mut out = Vec::new();
-                            notification(payload).encode(&mut out);
-                            send(&mut s, &out).await?;
-                        }
-                    }
-                    // Later queries (a check that the connection still works): empty.
-                    Some(Reply::CloseIdle { .. }) | None => {
-                        let mut out = b"I\0\0\0\x04".to_vec();
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                }
-            }
+            (b'Q', _) => copy = answer_query(&mut s, reply.take()).await?,
             (b'X', _) => return Ok(()),
             _ => {}
         }
     }
+}
+
+/// NegotiateProtocolVersion: the newest minor version we speak, no options
+/// unrecognised.
+fn negotiate_protocol_version(version: i32) -> Vec<u8> {
+    let mut out = vec![b'v'];
+    out.extend_from_slice(&12u32.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out
+}
+
+/// What follows a successful authentication: AuthenticationOk, a
+/// ParameterStatus, BackendKeyData sized for `version`, ReadyForQuery.
+fn hello(version: i32) -> Vec<u8> {
+    let mut hello = Vec::new();
+    authentication_ok(&mut hello);
+    Sent::ParameterStatus("server_version".into(), "17.0 (simulated)".into()).encode(&mut hello);
+    // A 4-byte cancel key in 3.0; 3.2 allows up to 256 and PostgreSQL 18 sends 32.
+    let key: &[u8] = if version == PROTOCOL_3_0 {
+        &[0, 0, 0, 0x2a]
+    } else {
+        &[0x2a; 32]
+    };
+    hello.push(b'K');
+    hello.extend_from_slice(&(8 + key.len() as u32).to_be_bytes());
+    hello.extend_from_slice(&1234i32.to_be_bytes());
+    hello.extend_from_slice(key);
+    ready_for_query(&mut hello, b'I');
+    hello
+}
+
+/// Closes an idle connection soon after startup, after a FATAL message if
+/// `fatal` (what an administrator's pg_terminate_backend does).
+async fn close_idle<S: AsyncWrite + Unpin>(s: &mut S, fatal: bool) -> std::io::Result<()> {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    if fatal {
+        let fatal = error(
+            "57P01",
+            "terminating connection due to administrator command",
+        );
+        send(s, &fatal).await?;
+    }
+    Ok(())
+}
+
+/// Answers a Query: with the script's reply the first time (`reply` is then
+/// taken), with an empty result after. Returns the COPY IN it started.
+async fn answer_query<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    reply: Option<Reply>,
+) -> std::io::Result<Option<CopyIn>> {
+    match reply {
+        Some(Reply::Rows(sent)) => send(s, &rows_then_ready(&sent)).await?,
+        Some(Reply::Error { code, message }) => {
+            let mut out = error(&code, &message);
+            ready_for_query(&mut out, b'I');
+            send(s, &out).await?;
+        }
+        Some(Reply::EmptyQuery) => {
+            let mut out = Vec::new();
+            Sent::EmptyQuery.encode(&mut out);
+            ready_for_query(&mut out, b'I');
+            send(s, &out).await?;
+        }
+        Some(Reply::CopyIn { abort_at, stray }) => {
+            // The scenarios' table `t (id int PRIMARY KEY, v text)`:
+            // text format, two text columns.
+            send(s, b"G\0\0\0\x0b\0\0\x02\0\0\0\0").await?;
+            return Ok(Some(CopyIn {
+                abort_at,
+                stray,
+                aborted: false,
+                rows: 0,
+            }));
+        }
+        Some(Reply::CopyOut(sent)) => send(s, &copy_out_then_ready(&sent)).await?,
+        Some(Reply::Listen { trailing, later }) => notify(s, trailing, later).await?,
+        // Later queries (a check that the connection still works): empty.
+        Some(Reply::CloseIdle { .. }) | None => {
+            let mut out = b"I\0\0\0\x04".to_vec();
+            ready_for_query(&mut out, b'I');
+            send(s, &out).await?;
+        }
+    }
+    Ok(None)
+}
+
+/// `sent`, then CommandComplete with the row count and ReadyForQuery.
+fn rows_then_ready(sent: &[Sent]) -> Vec<u8> {
+    let mut out = Vec::new();
+    sent.iter().for_each(|m| m.encode(&mut out));
+    let rows = sent
+        .iter()
+        .filter(|m| matches!(m, Sent::DataRow(_)))
+        .count();
+    Sent::CommandComplete(format!("SELECT {rows}")).encode(&mut out);
+    ready_for_query(&mut out, b'I');
+    out
+}
+
+/// COPY OUT of `sent` from CopyOutResponse to ReadyForQuery.
+fn copy_out_then_ready(sent: &[Sent]) -> Vec<u8> {
+    let mut out = copy_out_response(sent);
+    sent.iter().for_each(|m| m.encode(&mut out));
+    out.extend_from_slice(b"c\0\0\0\x04");
+    // PostgreSQL sends one CopyData per row.
+    let rows = sent
+        .iter()
+        .filter(|m| matches!(m, Sent::CopyData(_)))
+        .count();
+    Sent::CommandComplete(format!("COPY {rows}")).encode(&mut out);
+    ready_for_query(&mut out, b'I');
+    out
+}
+
+/// The answer to LISTEN, with the `trailing` notifications in the same
+/// segment as its ReadyForQuery; then each of `later` after its delay.
+async fn notify<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    trailing: Vec<String>,
+    later: Vec<(u64, String)>,
+) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    Sent::CommandComplete("LISTEN".into()).encode(&mut out);
+    ready_for_query(&mut out, b'I');
+    for payload in trailing {
+        notification(payload).encode(&mut out);
+    }
+    send(s, &out).await?;
+    for (delay, payload) in later {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let mut out = Vec::new();
+        notification(payload).encode(&mut out);
+        send(s, &out).await?;
+    }
+    Ok(())
+}
+
+/// The server's abort of a COPY IN: 23505 and ReadyForQuery, and (`stray`)
+/// the 08P01 + ReadyForQuery some servers add for CopyData that crossed it.
+fn copy_abort(stray: bool) -> Vec<u8> {
+    let mut out = error(
+        "23505",
+        "duplicate key value violates unique constraint \"t_pkey\"",
+    );
+    ready_for_query(&mut out, b'I');
+    if stray {
+        out.extend_from_slice(&error(
+            "08P01",
+            "unexpected message type 0x64 during COPY from stdin",
+        ));
+        ready_for_query(&mut out, b'I');
+    }
+    out
 }
 
 /// CopyOutResponse in text format with as many columns as the first row has
@@ -410,11 +443,30 @@ fn notification(payload: String) -> Sent {
     }
 }
 
+/// A COPY IN in progress.
 struct CopyIn {
     abort_at: Option<usize>,
     stray: bool,
     aborted: bool,
     rows: u64,
+}
+
+impl CopyIn {
+    /// Takes in one CopyData body: counted, and its rows too until the
+    /// abort. Returns whether it brought the COPY data to `abort_at`, the
+    /// moment to abort.
+    fn take(&mut self, body: &[u8], log: &mut Log) -> bool {
+        if self.aborted {
+            log.copy_bytes_after_abort += body.len();
+            return false;
+        }
+        log.copy_bytes += body.len();
+        self.rows += body.iter().filter(|&&b| b == b'\n').count() as u64;
+        let hit = self.abort_at.is_some_and(|at| log.copy_bytes >= at);
+        log.aborted |= hit;
+        self.aborted = hit;
+        hit
+    }
 }
 
 fn error(code: &str, message: &str) -> Vec<u8> {
