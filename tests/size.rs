@@ -69,18 +69,30 @@ impl<'ast> Visit<'ast> for LongFns {
     }
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
         // From the signature on: the doc comment is not code.
-        let span = f.sig.span().join(f.block.span()).unwrap_or(f.block.span());
+        let span = f
+            .sig
+            .span()
+            .join(f.block.span())
+            .unwrap_or_else(|| f.block.span());
         self.check(&f.sig.ident, span);
         syn::visit::visit_item_fn(self, f);
     }
     fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
-        let span = f.sig.span().join(f.block.span()).unwrap_or(f.block.span());
+        let span = f
+            .sig
+            .span()
+            .join(f.block.span())
+            .unwrap_or_else(|| f.block.span());
         self.check(&f.sig.ident, span);
         syn::visit::visit_impl_item_fn(self, f);
     }
     fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
         if let Some(block) = &f.default {
-            let span = f.sig.span().join(block.span()).unwrap_or(block.span());
+            let span = f
+                .sig
+                .span()
+                .join(block.span())
+                .unwrap_or_else(|| block.span());
             self.check(&f.sig.ident, span);
         }
         syn::visit::visit_trait_item_fn(self, f);
@@ -93,7 +105,11 @@ fn no_file_over_600_lines_and_no_function_over_80() {
     let mut problems = Vec::new();
     for path in sources() {
         let text = fs::read_to_string(&path).expect("source file");
-        let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let lines = text.lines().count();
         if lines > MAX_FILE_LINES {
             problems.push(format!("{rel}: {lines} lines (at most {MAX_FILE_LINES})"));
@@ -116,7 +132,10 @@ fn the_size_check_catches_a_long_function() {
     let file = syn::parse_file(&text).expect("planted file");
     let mut long = LongFns::default();
     long.visit_file(&file);
-    assert_eq!(long.found, vec![format!("long ({} lines)", MAX_FN_LINES + 2)]);
+    assert_eq!(
+        long.found,
+        vec![format!("long ({} lines)", MAX_FN_LINES + 2)]
+    );
 
     let nested = format!("impl S {{\n    fn m() {{\n{body}    }}\n}}\n");
     let mut long = LongFns::default();
