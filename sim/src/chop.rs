@@ -12,24 +12,26 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A read/write size plan: sizes are used in turn, cycling.
 #[derive(Debug, Clone)]
-pub(crate) struct Plan {
-    pub(crate) reads: Vec<usize>,
-    pub(crate) writes: Vec<usize>,
+pub struct Plan {
+    /// Read sizes, in bytes.
+    pub reads: Vec<usize>,
+    /// Write sizes, in bytes.
+    pub writes: Vec<usize>,
     /// Every `pending_every`-th operation returns `Pending` once (0 = never).
-    pub(crate) pending_every: usize,
+    pub pending_every: usize,
 }
 
 /// The connection ends at a chosen byte of one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct End {
+pub struct End {
     /// Cut the client's reads (the server's output) or its writes.
-    pub(crate) reads: bool,
+    pub reads: bool,
     /// Bytes that pass before the end.
-    pub(crate) at: usize,
+    pub at: usize,
     /// RST (`ConnectionReset` on read, `BrokenPipe` on write) rather than FIN.
     /// A FIN on the write side is not a thing the peer can do; write ends are
     /// always resets.
-    pub(crate) reset: bool,
+    pub reset: bool,
 }
 
 thread_local! {

@@ -7,17 +7,12 @@
 //! ```
 //! Every failure prints the exact command that replays it.
 
-mod chop;
-mod scenario;
-mod seed;
-mod server;
-
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use scenario::{ALL, Scenario};
-use seed::Seed;
+use pg_sim::scenario::{self, ALL, Scenario};
+use pg_sim::seed::Seed;
 
 struct Args {
     seeds: u64,
@@ -95,6 +90,10 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// The commit replay lines name (set by `build.rs`).
+const COMMIT: &str = env!("PG_SIM_COMMIT");
+
+/// Runs, faults, splits and failures of one scenario.
 #[derive(Default)]
 struct Tally {
     runs: u64,
@@ -115,7 +114,6 @@ fn main() -> ExitCode {
         Some(s) => vec![s],
         None => ALL.iter().collect(),
     };
-    let commit = env!("PG_SIM_COMMIT");
     let seeds: Vec<Seed> = match args.seed {
         Some(s) => vec![s],
         None => (0..args.seeds).map(|i| Seed::nth(args.base, i)).collect(),
@@ -127,51 +125,8 @@ fn main() -> ExitCode {
         scenarios.len()
     );
     let started = Instant::now();
-    let mut tallies: Vec<Tally> = scenarios.iter().map(|_| Tally::default()).collect();
-    let mut replays = Vec::new();
-    let step = (seeds.len() / 20).max(1);
-    for (i, seed) in seeds.iter().enumerate() {
-        for (scenario, tally) in scenarios.iter().zip(&mut tallies) {
-            if args.verbose {
-                eprintln!("run {} seed {seed}", scenario.name);
-            }
-            let outcome = (scenario.run)(*seed);
-            if args.seed.is_some() {
-                println!("-- {} seed {seed}: transcript", scenario.name);
-                for line in &outcome.transcript {
-                    println!("   {line}");
-                }
-            }
-            tally.runs += 1;
-            tally.faults += u64::from(outcome.faults);
-            tally.splits += u64::from(outcome.splits);
-            if let Err(why) = outcome.result {
-                tally.failures += 1;
-                replays.push(format!(
-                    "FAIL {} seed {seed}: {why}\n  replay: cargo sim --seed {seed} --scenario {}  # commit {commit}",
-                    scenario.name, scenario.name
-                ));
-            }
-        }
-        if !args.quiet && (i + 1) % step == 0 {
-            let done = (i + 1) * 100 / seeds.len();
-            print!("\r[{:<20}] {done:>3}%", "#".repeat(done / 5));
-            let _ = std::io::stdout().flush();
-        }
-    }
-    if !args.quiet {
-        println!();
-    }
-    println!(
-        "\n{:<16} {:>8} {:>8} {:>10} {:>9}",
-        "scenario", "runs", "faults", "splits", "failures"
-    );
-    for (scenario, t) in scenarios.iter().zip(&tallies) {
-        println!(
-            "{:<16} {:>8} {:>8} {:>10} {:>9}",
-            scenario.name, t.runs, t.faults, t.splits, t.failures
-        );
-    }
+    let (tallies, replays) = run_all(&args, &scenarios, &seeds);
+    print_table(&scenarios, &tallies);
     let failed: u64 = tallies.iter().map(|t| t.failures).sum();
     let runs: u64 = tallies.iter().map(|t| t.runs).sum();
     println!("\n{runs} runs in {:.2?}", started.elapsed());
@@ -187,5 +142,65 @@ fn main() -> ExitCode {
     } else {
         println!("sim: {} passed, {failed} failed", runs - failed);
         ExitCode::FAILURE
+    }
+}
+
+/// Runs each seed over every scenario (seed by seed, so the progress bar
+/// means seeds), with a tally per scenario and a replay line per failure.
+fn run_all(args: &Args, scenarios: &[&Scenario], seeds: &[Seed]) -> (Vec<Tally>, Vec<String>) {
+    let mut tallies: Vec<Tally> = scenarios.iter().map(|_| Tally::default()).collect();
+    let mut replays = Vec::new();
+    let step = (seeds.len() / 20).max(1);
+    for (i, seed) in seeds.iter().enumerate() {
+        for (scenario, tally) in scenarios.iter().zip(&mut tallies) {
+            replays.extend(run_one(args, scenario, *seed, tally));
+        }
+        if !args.quiet && (i + 1) % step == 0 {
+            let done = (i + 1) * 100 / seeds.len();
+            print!("\r[{:<20}] {done:>3}%", "#".repeat(done / 5));
+            let _ = std::io::stdout().flush();
+        }
+    }
+    if !args.quiet {
+        println!();
+    }
+    (tallies, replays)
+}
+
+/// Runs `scenario` on `seed` into `tally`, printing its transcript when one
+/// seed is replayed; its replay line if it failed.
+fn run_one(args: &Args, scenario: &Scenario, seed: Seed, tally: &mut Tally) -> Option<String> {
+    if args.verbose {
+        eprintln!("run {} seed {seed}", scenario.name);
+    }
+    let outcome = (scenario.run)(seed);
+    if args.seed.is_some() {
+        println!("-- {} seed {seed}: transcript", scenario.name);
+        for line in &outcome.transcript {
+            println!("   {line}");
+        }
+    }
+    tally.runs += 1;
+    tally.faults += u64::from(outcome.faults);
+    tally.splits += u64::from(outcome.splits);
+    let why = outcome.result.err()?;
+    tally.failures += 1;
+    Some(format!(
+        "FAIL {} seed {seed}: {why}\n  replay: cargo sim --seed {seed} --scenario {}  # commit {COMMIT}",
+        scenario.name, scenario.name
+    ))
+}
+
+/// The per-scenario table of the summary.
+fn print_table(scenarios: &[&Scenario], tallies: &[Tally]) {
+    println!(
+        "\n{:<16} {:>8} {:>8} {:>10} {:>9}",
+        "scenario", "runs", "faults", "splits", "failures"
+    );
+    for (scenario, t) in scenarios.iter().zip(tallies) {
+        println!(
+            "{:<16} {:>8} {:>8} {:>10} {:>9}",
+            scenario.name, t.runs, t.faults, t.splits, t.failures
+        );
     }
 }

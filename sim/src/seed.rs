@@ -2,10 +2,11 @@
 
 /// A seed, printed as `0x` + 16 hex digits so a replay line can be copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Seed(pub(crate) u64);
+pub struct Seed(pub u64);
 
 impl Seed {
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    /// Parses `0x`-prefixed hex or decimal, as a replay line or `--seed` gives it.
+    pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
         match s.strip_prefix("0x") {
             Some(hex) => u64::from_str_radix(hex, 16).ok().map(Self),
@@ -14,7 +15,7 @@ impl Seed {
     }
 
     /// The `index`-th seed of a run that starts from `base`.
-    pub(crate) fn nth(base: u64, index: u64) -> Self {
+    pub fn nth(base: u64, index: u64) -> Self {
         Self(splitmix(
             base.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         ))

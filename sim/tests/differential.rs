@@ -17,6 +17,9 @@
 //! Both sides are recorded by the same loopback proxy, so the client, its
 //! settings and the recording are identical; only the server differs.
 
+// The root crate's real-server harness, included by path: it lives in that
+// crate's tests (no library exports it), and a dev-dependency of pg-sim on
+// pg-transport's test files is not a thing Cargo has.
 #[path = "../../tests/real/cluster.rs"]
 #[allow(
     dead_code,
@@ -24,9 +27,6 @@
     reason = "the real-server tier's helpers; a few are used here"
 )]
 mod cluster;
-#[path = "../src/server/mod.rs"]
-#[allow(dead_code, reason = "the simulation's logs and twists are unused here")]
-mod server;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,9 +37,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use cluster::*;
-use server::auth::{Auth, PASSWORD, Twist};
-use server::encode::Sent;
-use server::pg::{PROTOCOL_3_0, Reply, Script};
+use pg_sim::server;
+use pg_sim::server::auth::{Auth, PASSWORD, Twist};
+use pg_sim::server::encode::Sent;
+use pg_sim::server::pg::{PROTOCOL_3_0, Reply, Script};
 
 /// What a conversation's client does once connected.
 #[derive(Clone, Copy, Debug)]

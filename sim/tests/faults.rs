@@ -14,28 +14,16 @@
 //! the strategies below draw in the same way. Changing them leaves old lines
 //! valid but replaying different cases; keep them anyway (they still run).
 
-#[path = "../src/chop.rs"]
-mod chop;
-#[path = "../src/scenario/mod.rs"]
-#[allow(dead_code, reason = "the CLI's lookup helpers are unused here")]
-mod scenario;
-#[path = "../src/seed.rs"]
-#[allow(dead_code, reason = "the CLI's seed parsing is unused here")]
-mod seed;
-#[path = "../src/server/mod.rs"]
-mod server;
-
-use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
-
-use chop::End;
-use scenario::net;
-use scenario::variant::{
+use pg_sim::chop::{self, End};
+use pg_sim::scenario::net;
+use pg_sim::scenario::variant::{
     AuthVariant, CopyInVariant, CopyOutForm, CopyOutVariant, CutVariant, MODES, QueryVariant,
 };
-use seed::Seed;
-use server::auth::{Auth, Twist};
-use server::pg::Ssl;
+use pg_sim::seed::Seed;
+use pg_sim::server::auth::{Auth, Twist};
+use pg_sim::server::pg::Ssl;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence};
 
 /// Cases per property, sized to CI's minute for this file in a debug build:
 /// measured on a 2-core machine once built, 24-41 s wall (the other core idle

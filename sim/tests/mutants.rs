@@ -7,17 +7,7 @@
 //! The seeds-to-find table in docs/testing.md comes from the runner:
 //! `cargo sim --mutant NAME --scenario S --seeds 2000` (same seeds, base 0x5EED).
 
-#[path = "../src/chop.rs"]
-mod chop;
-#[path = "../src/scenario/mod.rs"]
-#[allow(dead_code, reason = "the CLI's lookup helpers are unused here")]
-mod scenario;
-#[path = "../src/seed.rs"]
-#[allow(dead_code, reason = "the CLI's seed parsing is unused here")]
-mod seed;
-#[path = "../src/server/mod.rs"]
-mod server;
-
+use pg_sim::{scenario, seed};
 use pg_transport::internal::{Mutant, set_mutant};
 
 /// Each planted bug, the scenario that must find it, and within how many

@@ -1,16 +1,7 @@
 //! Fixed seeds for every scenario, each run twice: it must pass and produce the
 //! same transcript both times (determinism).
 
-#[path = "../src/chop.rs"]
-mod chop;
-#[path = "../src/scenario/mod.rs"]
-#[allow(dead_code, reason = "the CLI's lookup helpers are unused here")]
-mod scenario;
-#[path = "../src/seed.rs"]
-#[allow(dead_code, reason = "the CLI's seed parsing is unused here")]
-mod seed;
-#[path = "../src/server/mod.rs"]
-mod server;
+use pg_sim::{scenario, seed};
 
 #[test]
 fn fixed_seeds_pass_and_replay_identically() {

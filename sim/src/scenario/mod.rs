@@ -2,35 +2,38 @@
 //! client `Session` in seeded chunks (with seeded faults), and checks what the
 //! client saw against what the server sent.
 
-pub(crate) mod net;
+pub mod net;
 mod stream;
-pub(crate) mod variant;
+pub mod variant;
 
 use crate::seed::Seed;
 
 /// What one run of one scenario produced.
 #[derive(Debug)]
-pub(crate) struct Outcome {
+pub struct Outcome {
     /// Faults injected (corruptions, EOFs, FIN/RST, aborts, forged auth, wrong
     /// passwords, cancellations).
-    pub(crate) faults: u32,
+    pub faults: u32,
     /// Reads and writes the fault layer split (delivered in pieces).
-    pub(crate) splits: u32,
+    pub splits: u32,
     /// Every event, for the same-seed-same-transcript check.
-    pub(crate) transcript: Vec<String>,
+    pub transcript: Vec<String>,
     /// `Err` names the first invariant broken.
-    pub(crate) result: Result<(), String>,
+    pub result: Result<(), String>,
 }
 
 /// A named scenario.
-pub(crate) struct Scenario {
-    pub(crate) name: &'static str,
-    pub(crate) about: &'static str,
-    pub(crate) run: fn(Seed) -> Outcome,
+pub struct Scenario {
+    /// What `--scenario` and replay lines call it.
+    pub name: &'static str,
+    /// One line for `--list`: what it does and what it checks.
+    pub about: &'static str,
+    /// Runs it on one seed.
+    pub run: fn(Seed) -> Outcome,
 }
 
 /// Every scenario, in the order the runner cycles through them.
-pub(crate) const ALL: &[Scenario] = &[
+pub const ALL: &[Scenario] = &[
     Scenario {
         name: "query-stream",
         about: "rows, notices, notifications, ParameterStatus; reads cut at seeded sizes down to 1 byte",
@@ -99,6 +102,6 @@ pub(crate) const ALL: &[Scenario] = &[
 ];
 
 /// Finds a scenario by name.
-pub(crate) fn find(name: &str) -> Option<&'static Scenario> {
+pub fn find(name: &str) -> Option<&'static Scenario> {
     ALL.iter().find(|s| s.name == name)
 }

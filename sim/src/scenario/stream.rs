@@ -354,44 +354,7 @@ pub(crate) fn corrupt_frame(seed: Seed) -> Outcome {
         let (sent, mut wire, ends) = reply(&mut run);
         let victim = run.rng.below(sent.len());
         let at = if victim == 0 { 0 } else { ends[victim - 1] };
-        // Half the seeds corrupt the length below 4, where an off-by-one in
-        // the header check would hide; the edges 3 and 0 are the likeliest.
-        let fault = match run.rng.below(6) {
-            0 => 0,
-            1..=3 => 1,
-            _ => 2,
-        };
-        // What the error must say: refused at the corrupted header itself,
-        // not by some later check that its acceptance happened to trip.
-        let mut says = None;
-        match fault {
-            0 => wire[at] = b"XQP?@!V"[run.rng.below(7)],
-            1 => {
-                let len: i32 = match run.rng.below(10) {
-                    0..=2 => 3,
-                    3 | 4 => 0,
-                    5 => 1,
-                    6 => 2,
-                    7 => -1,
-                    8 => i32::MIN,
-                    _ => -(1 + run.rng.below(i32::MAX as usize) as i32),
-                };
-                wire[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
-                says = Some(format!("Invalid message length {len} in message"));
-            }
-            _ => {
-                // Over the cap (which counts the tag byte too): half the time
-                // the smallest such length, else any larger positive i32.
-                let over = run.max_message_len;
-                let len = if run.rng.one_in(2) {
-                    over
-                } else {
-                    over + 1 + run.rng.below(i32::MAX as usize - over)
-                };
-                wire[at + 1..at + 5].copy_from_slice(&(len as i32).to_be_bytes());
-                says = Some(format!("claims {} bytes, over the", len + 1));
-            }
-        }
+        let (fault, says) = corrupt_header(&mut run, &mut wire, at);
         run.faults += 1;
         run.transcript
             .push(format!("corrupt message {victim} at {at} (kind {fault})"));
@@ -432,6 +395,51 @@ pub(crate) fn corrupt_frame(seed: Seed) -> Outcome {
         }
     })();
     run.finish(result)
+}
+
+/// Corrupts the frame header at `at` in a seeded way: its tag (kind 0), a
+/// length under 4 (kind 1) or one over the cap (kind 2). Returns the kind
+/// and, for a bad length, words the client's error must contain.
+fn corrupt_header(run: &mut Run, wire: &mut [u8], at: usize) -> (usize, Option<String>) {
+    // Half the seeds corrupt the length below 4, where an off-by-one in
+    // the header check would hide; the edges 3 and 0 are the likeliest.
+    let fault = match run.rng.below(6) {
+        0 => 0,
+        1..=3 => 1,
+        _ => 2,
+    };
+    // What the error must say: refused at the corrupted header itself,
+    // not by some later check that its acceptance happened to trip.
+    let mut says = None;
+    match fault {
+        0 => wire[at] = b"XQP?@!V"[run.rng.below(7)],
+        1 => {
+            let len: i32 = match run.rng.below(10) {
+                0..=2 => 3,
+                3 | 4 => 0,
+                5 => 1,
+                6 => 2,
+                7 => -1,
+                8 => i32::MIN,
+                _ => -(1 + run.rng.below(i32::MAX as usize) as i32),
+            };
+            wire[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+            says = Some(format!("Invalid message length {len} in message"));
+        }
+        _ => {
+            // Over the cap (which counts the tag byte too): half the time
+            // the smallest such length, else any larger positive i32.
+            let over = run.max_message_len;
+            let len = if run.rng.one_in(2) {
+                over
+            } else {
+                over + 1 + run.rng.below(i32::MAX as usize - over)
+            };
+            wire[at + 1..at + 5].copy_from_slice(&(len as i32).to_be_bytes());
+            says = Some(format!("claims {} bytes, over the", len + 1));
+        }
+    }
+    (fault, says)
 }
 
 /// The stream stops at a seeded byte (the server closed): only the complete

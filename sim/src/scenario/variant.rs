@@ -27,18 +27,21 @@ const AUTH_SALT: u64 = 0xA7;
 pub(super) const CUT_SALT: u64 = 0xE0;
 
 /// `sslmode` and `channel_binding` values, in the order seeds index them.
-pub(crate) const MODES: [&str; 3] = ["disable", "prefer", "require"];
+pub const MODES: [&str; 3] = ["disable", "prefer", "require"];
 
 /// `net::query`: a reply of `messages` rows, notices, notifications and
 /// ParameterStatus after the RowDescription.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct QueryVariant {
-    pub(crate) tls: bool,
-    pub(crate) messages: usize,
+pub struct QueryVariant {
+    /// The server accepts SSL (TLS).
+    pub tls: bool,
+    /// Messages after the RowDescription.
+    pub messages: usize,
 }
 
 impl QueryVariant {
-    pub(crate) fn from_seed(seed: Seed) -> Self {
+    /// The choices `seed` makes (the CLI runner's).
+    pub fn from_seed(seed: Seed) -> Self {
         let mut rng = Rng::new(Seed(seed.0 ^ QUERY_SALT));
         let messages = rows_reply(&mut rng, None).len() - 1;
         let tls = rng.one_in(3);
@@ -48,19 +51,23 @@ impl QueryVariant {
 
 /// `net::copy_in`: what the client sends and when the server aborts.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CopyInVariant {
+pub struct CopyInVariant {
     /// The server aborts once this many bytes of COPY data arrived (maybe
     /// beyond the data: then the COPY completes).
-    pub(crate) abort_at: Option<usize>,
-    pub(crate) total_rows: u64,
-    pub(crate) chunk_rows: u64,
+    pub abort_at: Option<usize>,
+    /// Rows the client sends.
+    pub total_rows: u64,
+    /// Rows in each chunk the source hands over.
+    pub chunk_rows: u64,
     /// The server's 08P01 + ReadyForQuery follow its abort.
-    pub(crate) stray: bool,
-    pub(crate) batch_size: usize,
+    pub stray: bool,
+    /// `CopyInOptions::batch_size`.
+    pub batch_size: usize,
 }
 
 impl CopyInVariant {
-    pub(crate) fn from_seed(seed: Seed) -> Self {
+    /// The choices `seed` makes (the CLI runner's).
+    pub fn from_seed(seed: Seed) -> Self {
         let mut rng = Rng::new(Seed(seed.0 ^ COPY_IN_SALT));
         // About 50-250 KB of COPY data: enough for several batches, few
         // enough simulated segments to run thousands of seeds.
@@ -87,7 +94,7 @@ impl CopyInVariant {
 
 /// How `net::copy_out` takes the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CopyOutForm {
+pub enum CopyOutForm {
     /// `copy_out`, a callback per CopyData.
     Callback,
     /// `copy_out_joined`.
@@ -98,14 +105,18 @@ pub(crate) enum CopyOutForm {
 
 /// `net::copy_out`: `messages` CopyData, notices and notifications.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CopyOutVariant {
-    pub(crate) tls: bool,
-    pub(crate) form: CopyOutForm,
-    pub(crate) messages: usize,
+pub struct CopyOutVariant {
+    /// The server accepts SSL (TLS).
+    pub tls: bool,
+    /// How the client takes the data.
+    pub form: CopyOutForm,
+    /// CopyData, notices and notifications sent.
+    pub messages: usize,
 }
 
 impl CopyOutVariant {
-    pub(crate) fn from_seed(seed: Seed) -> Self {
+    /// The choices `seed` makes (the CLI runner's).
+    pub fn from_seed(seed: Seed) -> Self {
         let mut rng = Rng::new(Seed(seed.0 ^ COPY_OUT_SALT));
         let messages = copy_reply(&mut rng, None).len();
         let tls = rng.one_in(3);
@@ -125,18 +136,23 @@ impl CopyOutVariant {
 /// `net::auth`: the server's answer to SSLRequest and its authentication,
 /// the client's modes and password.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct AuthVariant {
+pub struct AuthVariant {
     /// `Accept` (TLS), `Refuse`, or `Error` (a server too old for
     /// SSLRequest); never `Inject`, which is `net::ssl_injection`'s.
-    pub(crate) ssl: Ssl,
-    pub(crate) sslmode: &'static str,
-    pub(crate) binding: &'static str,
-    pub(crate) auth: Auth,
-    pub(crate) right_password: bool,
+    pub ssl: Ssl,
+    /// The client's `sslmode`, one of [`MODES`].
+    pub sslmode: &'static str,
+    /// The client's `channel_binding`, one of [`MODES`].
+    pub binding: &'static str,
+    /// The server's authentication.
+    pub auth: Auth,
+    /// The client gives the right password.
+    pub right_password: bool,
 }
 
 impl AuthVariant {
-    pub(crate) fn from_seed(seed: Seed) -> Self {
+    /// The choices `seed` makes (the CLI runner's).
+    pub fn from_seed(seed: Seed) -> Self {
         let mut rng = Rng::new(Seed(seed.0 ^ AUTH_SALT));
         let server_tls = rng.one_in(2);
         let sslmode = MODES[rng.below(3)];
@@ -183,25 +199,32 @@ impl AuthVariant {
 
 /// `net::cut`: what runs, and where the connection ends.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum CutVariant {
+pub enum CutVariant {
     /// A query reply (`copy: false`) or COPY OUT of `messages` messages; the
     /// connection ends per `end` (a write end is always a reset).
     Reply {
+        /// COPY OUT rather than a query.
         copy: bool,
+        /// Messages in the reply (after the RowDescription of a query).
         messages: usize,
+        /// Where the connection ends.
         end: End,
     },
     /// COPY IN of `total_rows` rows in chunks of `chunk_rows`, reset after
     /// `at` bytes the client writes (startup and the query included).
     CopyIn {
+        /// Rows the client sends.
         total_rows: u64,
+        /// Rows in each chunk the source hands over.
         chunk_rows: u64,
+        /// Bytes written before the reset.
         at: usize,
     },
 }
 
 impl CutVariant {
-    pub(crate) fn from_seed(seed: Seed) -> Self {
+    /// The choices `seed` makes (the CLI runner's).
+    pub fn from_seed(seed: Seed) -> Self {
         let mut rng = Rng::new(Seed(seed.0 ^ CUT_SALT));
         if rng.one_in(3) {
             let total_rows = 1 + rng.below(600) as u64;

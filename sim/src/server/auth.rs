@@ -16,7 +16,7 @@ use super::encode::{authentication, error_response};
 use super::pg::{Log, read_message, send};
 
 /// The simulated user's password.
-pub(crate) const PASSWORD: &str = "sim secret";
+pub const PASSWORD: &str = "sim secret";
 const USER: &str = "sim";
 const MD5_SALT: [u8; 4] = [0x5a, 0x17, 0x00, 0xff];
 const SCRAM_SALT: &[u8] = b"simulated salt..";
@@ -25,9 +25,12 @@ const SERVER_NONCE: &str = "c2ltdWxhdGVkIHNlcnZlcg";
 
 /// How the server asks the client to authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Auth {
+pub enum Auth {
+    /// No password: AuthenticationOk at once.
     Trust,
+    /// AuthenticationCleartextPassword.
     Cleartext,
+    /// AuthenticationMD5Password.
     Md5,
     /// SCRAM-SHA-256, and -PLUS as well over TLS; `Twist` departs from the
     /// standard exchange.
@@ -36,7 +39,8 @@ pub(crate) enum Auth {
 
 /// A SCRAM server that does not do what it should.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Twist {
+pub enum Twist {
+    /// The standard exchange.
     None,
     /// AuthenticationOk without SASLFinal: the server never proves it knows
     /// the password.
@@ -138,25 +142,9 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
     tls: bool,
     log: &Arc<Mutex<Log>>,
 ) -> std::io::Result<Option<bool>> {
-    let offer: &[u8] = if tls {
-        b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"
-    } else {
-        b"SCRAM-SHA-256\0\0"
-    };
-    let Some(initial) = ask(s, 10, offer, log).await? else {
+    let Some(first) = client_first(s, tls, log).await? else {
         return Ok(None);
     };
-    let Some((mechanism, first)) = parse_initial(&initial) else {
-        fatal(s, "08P01", "malformed SASLInitialResponse").await?;
-        return Ok(None);
-    };
-    log.lock().unwrap().mechanism = Some(mechanism.clone());
-    // gs2-header: "n,," / "y,," / "p=tls-server-end-point,,", then client-first-bare.
-    let Some(header_len) = first.match_indices(',').nth(1).map(|(i, _)| i + 1) else {
-        fatal(s, "08P01", "malformed SCRAM client-first-message").await?;
-        return Ok(None);
-    };
-    let (header, bare) = first.split_at(header_len);
     if twist == Twist::FinalFirst {
         // SASLFinal, then the AuthenticationOk a client that accepted it
         // would wait for.
@@ -166,20 +154,11 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
         send(s, &out).await?;
         return Ok(Some(true));
     }
-    let plus = mechanism == "SCRAM-SHA-256-PLUS";
-    let binding_ok = match (plus, header) {
-        (true, "p=tls-server-end-point,,") => tls,
-        (false, "n,,") => true,
-        // "y": the client could bind but thinks we cannot; we can over TLS,
-        // so someone stripped -PLUS from our offer.
-        (false, "y,,") => !tls,
-        _ => false,
-    };
-    if !binding_ok {
+    if !binding_ok(&first, tls) {
         fatal(s, "28000", "SCRAM channel binding negotiation error").await?;
         return Ok(None);
     }
-    let Some(client_nonce) = bare.split(',').find_map(|a| a.strip_prefix("r=")) else {
+    let Some(client_nonce) = first.bare.split(',').find_map(|a| a.strip_prefix("r=")) else {
         fatal(s, "08P01", "SCRAM client-first-message without a nonce").await?;
         return Ok(None);
     };
@@ -193,50 +172,127 @@ async fn scram<S: AsyncRead + AsyncWrite + Unpin>(
         fatal(s, "08P01", "SCRAM client-final-message without a proof").await?;
         return Ok(None);
     };
+    if without_proof != final_without_proof(&first, &nonce) {
+        fatal(s, "28000", "SCRAM channel binding check failed").await?;
+        return Ok(None);
+    }
+    let salted = hi(PASSWORD.as_bytes(), SCRAM_SALT, ITERATIONS);
+    let auth_message = format!("{},{server_first},{without_proof}", first.bare);
+    if !proof_verifies(&salted, &auth_message, proof) {
+        return Ok(Some(false));
+    }
+    server_final(s, twist, &salted, &auth_message, &server_first).await?;
+    Ok(Some(true))
+}
+
+/// The client's SASLInitialResponse, taken apart.
+struct ClientFirst {
+    /// It chose SCRAM-SHA-256-PLUS.
+    plus: bool,
+    /// The gs2 header, its last comma included.
+    header: String,
+    /// client-first-message-bare.
+    bare: String,
+}
+
+/// Offers the mechanisms (-PLUS only over TLS) and takes the client's
+/// choice and first message apart; `None` if the exchange stopped.
+async fn client_first<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    tls: bool,
+    log: &Arc<Mutex<Log>>,
+) -> std::io::Result<Option<ClientFirst>> {
+    let offer: &[u8] = if tls {
+        b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"
+    } else {
+        b"SCRAM-SHA-256\0\0"
+    };
+    let Some(initial) = ask(s, 10, offer, log).await? else {
+        return Ok(None);
+    };
+    let Some((mechanism, first)) = parse_initial(&initial) else {
+        fatal(s, "08P01", "malformed SASLInitialResponse").await?;
+        return Ok(None);
+    };
+    let plus = mechanism == "SCRAM-SHA-256-PLUS";
+    log.lock().unwrap().mechanism = Some(mechanism);
+    // gs2-header: "n,," / "y,," / "p=tls-server-end-point,,", then client-first-bare.
+    let Some(header_len) = first.match_indices(',').nth(1).map(|(i, _)| i + 1) else {
+        fatal(s, "08P01", "malformed SCRAM client-first-message").await?;
+        return Ok(None);
+    };
+    let (header, bare) = first.split_at(header_len);
+    Ok(Some(ClientFirst {
+        plus,
+        header: header.to_owned(),
+        bare: bare.to_owned(),
+    }))
+}
+
+/// Whether the gs2 header fits the mechanism chosen and the connection.
+fn binding_ok(first: &ClientFirst, tls: bool) -> bool {
+    match (first.plus, first.header.as_str()) {
+        (true, "p=tls-server-end-point,,") => tls,
+        (false, "n,,") => true,
+        // "y": the client could bind but thinks we cannot; we can over TLS,
+        // so someone stripped -PLUS from our offer.
+        (false, "y,,") => !tls,
+        _ => false,
+    }
+}
+
+/// What the client-final-message must say before its proof: the gs2 header
+/// and (for -PLUS) the certificate's hash, then the combined nonce.
+fn final_without_proof(first: &ClientFirst, nonce: &str) -> String {
     let cbind = [
-        header.as_bytes(),
-        &if plus {
+        first.header.as_bytes(),
+        &if first.plus {
             super::tls::end_point()
         } else {
             Vec::new()
         },
     ]
     .concat();
-    let expected_start = format!("c={},r={nonce}", BASE64.encode(cbind));
-    if without_proof != expected_start {
-        fatal(s, "28000", "SCRAM channel binding check failed").await?;
-        return Ok(None);
-    }
-    let salted = hi(PASSWORD.as_bytes(), SCRAM_SALT, ITERATIONS);
-    let stored_key = Sha256::digest(hmac(&salted, b"Client Key"));
-    let auth_message = format!("{bare},{server_first},{without_proof}");
+    format!("c={},r={nonce}", BASE64.encode(cbind))
+}
+
+/// Whether `proof` (base64) is the ClientProof for the password `salted`
+/// was derived from.
+fn proof_verifies(salted: &[u8; 32], auth_message: &str, proof: &str) -> bool {
+    let stored_key = Sha256::digest(hmac(salted, b"Client Key"));
     let signature = hmac(&stored_key, auth_message.as_bytes());
-    let proved = BASE64.decode(proof).is_ok_and(|p| {
+    BASE64.decode(proof).is_ok_and(|p| {
         p.len() == 32 && {
             let key: Vec<u8> = p.iter().zip(signature).map(|(a, b)| a ^ b).collect();
             Sha256::digest(&key) == stored_key
         }
-    });
-    if !proved {
-        return Ok(Some(false));
-    }
-    let mut server_signature = hmac(&hmac(&salted, b"Server Key"), auth_message.as_bytes());
+    })
+}
+
+/// SASLFinal with the server's signature, or the departure `twist` makes
+/// from it: nothing, a forged signature, or a second SASLContinue.
+async fn server_final<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    twist: Twist,
+    salted: &[u8; 32],
+    auth_message: &str,
+    server_first: &str,
+) -> std::io::Result<()> {
+    let mut server_signature = hmac(&hmac(salted, b"Server Key"), auth_message.as_bytes());
     match twist {
-        Twist::OkWithoutFinal => return Ok(Some(true)),
+        Twist::OkWithoutFinal => return Ok(()),
         Twist::BadSignature => server_signature[0] ^= 0x80,
         Twist::ContinueTwice => {
             let mut out = Vec::new();
             authentication(&mut out, 11, server_first.as_bytes());
-            send(s, &out).await?;
-            return Ok(Some(true));
+            return send(s, &out).await;
         }
         Twist::None | Twist::FinalFirst => {}
     }
     let mut out = Vec::new();
     let server_final = format!("v={}", BASE64.encode(server_signature));
     authentication(&mut out, 12, server_final.as_bytes());
-    send(s, &out).await?;
-    Ok(Some(true))
+    send(s, &out).await
 }
 
 /// SASLInitialResponse: mechanism\0, Int32 length, client-first-message.

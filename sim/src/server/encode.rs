@@ -2,18 +2,29 @@
 
 /// What the server sent, kept so the client's view can be checked against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Sent {
+pub enum Sent {
+    /// Text columns of type `text`, with these names.
     RowDescription(Vec<String>),
+    /// Column values; `None` is NULL.
     DataRow(Vec<Option<Vec<u8>>>),
+    /// The command tag.
     CommandComplete(String),
+    /// A NoticeResponse with this message.
     Notice(String),
+    /// A NotificationResponse.
     Notification {
+        /// The notifying backend's process id.
         pid: i32,
+        /// The channel name.
         channel: String,
+        /// The payload.
         payload: String,
     },
+    /// A ParameterStatus: name, value.
     ParameterStatus(String, String),
+    /// COPY data.
     CopyData(Vec<u8>),
+    /// EmptyQueryResponse.
     EmptyQuery,
 }
 

@@ -2,7 +2,7 @@
 //! `pg_transport::protocol`), so a parser bug cannot hide behind a matching
 //! encoder bug.
 
-pub(crate) mod auth;
-pub(crate) mod encode;
-pub(crate) mod pg;
-pub(crate) mod tls;
+pub mod auth;
+pub mod encode;
+pub mod pg;
+mod tls;

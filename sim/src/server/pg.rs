@@ -12,11 +12,14 @@ use super::encode::{Sent, authentication_ok, ready_for_query};
 
 /// How the server answers an SSLRequest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ssl {
+pub enum Ssl {
     /// `N`.
     Refuse,
     /// `S` followed by plaintext bytes, in the same segment or a later one.
-    Inject { same_segment: bool },
+    Inject {
+        /// The plaintext follows the `S` in the same segment.
+        same_segment: bool,
+    },
     /// `S`, then TLS (rustls over the simulated stream).
     Accept,
     /// An ErrorResponse, as a server too old to know SSLRequest sends, then close.
@@ -25,55 +28,68 @@ pub(crate) enum Ssl {
 
 /// How the server answers the first Query.
 #[derive(Debug, Clone)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// These messages, then CommandComplete and ReadyForQuery.
     Rows(Vec<Sent>),
     /// CopyInResponse; abort with 23505 once `abort_at` bytes of COPY data
     /// arrived, followed (`stray`) by the ErrorResponse 08P01 + ReadyForQuery
     /// some servers send for CopyData that crossed the abort, in the same segment.
     CopyIn {
+        /// COPY data bytes after which the server aborts; `None`: never.
         abort_at: Option<usize>,
+        /// The 08P01 + ReadyForQuery follow the abort.
         stray: bool,
     },
     /// CopyOutResponse, these messages, CopyDone, CommandComplete.
     CopyOut(Vec<Sent>),
     /// An ErrorResponse (severity ERROR) with `code`, then ReadyForQuery.
-    #[allow(dead_code, reason = "only the differential test plays it so far")]
-    Error { code: String, message: String },
+    Error {
+        /// The SQLSTATE.
+        code: String,
+        /// The primary message.
+        message: String,
+    },
     /// EmptyQueryResponse, then ReadyForQuery: the answer to an empty query.
-    #[allow(dead_code, reason = "only the differential test plays it so far")]
     EmptyQuery,
     /// Right after startup, close the connection (optionally after a FATAL
     /// ErrorResponse, as PostgreSQL does), without waiting for a query.
-    CloseIdle { fatal: bool },
+    CloseIdle {
+        /// A FATAL ErrorResponse (57P01) comes before the close.
+        fatal: bool,
+    },
     /// An empty result whose ReadyForQuery is followed, in the same segment, by
     /// notifications (`trailing`), then more while the connection is idle,
     /// each after its delay in milliseconds (`later`).
     Listen {
+        /// Payloads sent right behind the ReadyForQuery.
         trailing: Vec<String>,
+        /// Payloads sent later, each after its delay in milliseconds.
         later: Vec<(u64, String)>,
     },
 }
 
 /// What the scenario wants the server to do.
 #[derive(Debug, Clone)]
-pub(crate) struct Script {
-    pub(crate) ssl: Ssl,
-    pub(crate) auth: Auth,
-    pub(crate) reply: Reply,
+pub struct Script {
+    /// The answer to SSLRequest.
+    pub ssl: Ssl,
+    /// The authentication it asks for.
+    pub auth: Auth,
+    /// The answer to the first Query.
+    pub reply: Reply,
     /// The newest protocol version the server speaks, as a StartupMessage
     /// carries it: 3.0 (`0x0003_0000`, PostgreSQL 14–17) answers a request for
     /// 3.2 with NegotiateProtocolVersion; 3.2 (PostgreSQL 18) accepts it and
     /// gives a 32-byte cancel key.
-    pub(crate) newest_protocol: i32,
+    pub newest_protocol: i32,
 }
 
 /// Protocol 3.0, what the simulated server speaks unless told otherwise.
-pub(crate) const PROTOCOL_3_0: i32 = 0x0003_0000;
+pub const PROTOCOL_3_0: i32 = 0x0003_0000;
 
 impl Script {
     /// No SSL, trust authentication, then `reply`.
-    pub(crate) fn plain(reply: Reply) -> Self {
+    pub fn plain(reply: Reply) -> Self {
         Self {
             ssl: Ssl::Refuse,
             auth: Auth::Trust,
@@ -83,14 +99,13 @@ impl Script {
     }
 
     /// Authenticates with `auth`.
-    #[allow(dead_code, reason = "only the differential test uses it so far")]
-    pub(crate) fn auth(mut self, auth: Auth) -> Self {
+    pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = auth;
         self
     }
 
     /// Accepts SSL (TLS over the simulated stream) when `tls` is set.
-    pub(crate) fn tls_if(mut self, tls: bool) -> Self {
+    pub fn tls_if(mut self, tls: bool) -> Self {
         if tls {
             self.ssl = Ssl::Accept;
         }
@@ -100,31 +115,32 @@ impl Script {
 
 /// What the server saw, for the scenario's checks.
 #[derive(Debug, Default)]
-pub(crate) struct Log {
+pub struct Log {
     /// Frontend message tags in order (`0` for untagged startup-phase messages).
-    pub(crate) tags: Vec<u8>,
-    /// COPY data bytes received before and after an abort.
-    pub(crate) copy_bytes: usize,
-    pub(crate) copy_bytes_after_abort: usize,
+    pub tags: Vec<u8>,
+    /// COPY data bytes received before an abort.
+    pub copy_bytes: usize,
+    /// COPY data bytes received after an abort.
+    pub copy_bytes_after_abort: usize,
     /// CopyDone or CopyFail after the server aborted.
-    pub(crate) end_after_abort: bool,
+    pub end_after_abort: bool,
     /// Bytes the client sent after an injected `S`.
-    pub(crate) bytes_after_injection: usize,
+    pub bytes_after_injection: usize,
     /// Rows the server committed from a COPY IN.
-    pub(crate) rows_committed: u64,
+    pub rows_committed: u64,
     /// The server aborted a COPY IN.
-    pub(crate) aborted: bool,
+    pub aborted: bool,
     /// PasswordMessage/SASL messages received.
-    pub(crate) password_messages: u32,
+    pub password_messages: u32,
     /// The SASL mechanism the client chose.
-    pub(crate) mechanism: Option<String>,
+    pub mechanism: Option<String>,
     /// The session ran over TLS.
-    pub(crate) tls: bool,
+    pub tls: bool,
 }
 
 /// Serves one connection per `script`, recording into `log`: a turmoil stream in
 /// the simulation, a loopback TCP stream in the differential test.
-pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     script: Script,
     log: Arc<Mutex<Log>>,
@@ -195,41 +211,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     // Newer than we speak: say which we do, as PostgreSQL does before anything else.
     let version = asked.min(script.newest_protocol);
     if asked > script.newest_protocol {
-        let mut out = vec![b'v'];
-        out.extend_from_slice(&12u32.to_be_bytes());
-        out.extend_from_slice(&version.to_be_bytes());
-        out.extend_from_slice(&0u32.to_be_bytes());
-        send(&mut s, &out).await?;
+        send(&mut s, &negotiate_protocol_version(version)).await?;
     }
     let tls = log.lock().unwrap().tls;
     if !authenticate(&mut s, script.auth, tls, &log).await? {
         return Ok(());
     }
-    let mut hello = Vec::new();
-    authentication_ok(&mut hello);
-    Sent::ParameterStatus("server_version".into(), "17.0 (simulated)".into()).encode(&mut hello);
-    // A 4-byte cancel key in 3.0; 3.2 allows up to 256 and PostgreSQL 18 sends 32.
-    let key: &[u8] = if version == PROTOCOL_3_0 {
-        &[0, 0, 0, 0x2a]
-    } else {
-        &[0x2a; 32]
-    };
-    hello.push(b'K');
-    hello.extend_from_slice(&(8 + key.len() as u32).to_be_bytes());
-    hello.extend_from_slice(&1234i32.to_be_bytes());
-    hello.extend_from_slice(key);
-    ready_for_query(&mut hello, b'I');
-    send(&mut s, &hello).await?;
+    send(&mut s, &hello(version)).await?;
     if let Reply::CloseIdle { fatal } = script.reply {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if fatal {
-            let fatal = error(
-                "57P01",
-                "terminating connection due to administrator command",
-            );
-            send(&mut s, &fatal).await?;
-        }
-        return Ok(());
+        return close_idle(&mut s, fatal).await;
     }
     let mut reply = Some(script.reply);
     let mut copy: Option<CopyIn> = None;
@@ -240,34 +230,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         log.lock().unwrap().tags.push(tag);
         match (tag, copy.as_mut()) {
             (b'd', Some(c)) => {
-                let abort_now = {
-                    let mut l = log.lock().unwrap();
-                    if c.aborted {
-                        l.copy_bytes_after_abort += body.len();
-                        false
-                    } else {
-                        l.copy_bytes += body.len();
-                        c.rows += body.iter().filter(|&&b| b == b'\n').count() as u64;
-                        let hit = c.abort_at.is_some_and(|at| l.copy_bytes >= at);
-                        l.aborted |= hit;
-                        hit
-                    }
-                };
+                let abort_now = c.take(&body, &mut log.lock().unwrap());
                 if abort_now {
-                    c.aborted = true;
-                    let mut out = error(
-                        "23505",
-                        "duplicate key value violates unique constraint \"t_pkey\"",
-                    );
-                    ready_for_query(&mut out, b'I');
-                    if c.stray {
-                        out.extend_from_slice(&error(
-                            "08P01",
-                            "unexpected message type 0x64 during COPY from stdin",
-                        ));
-                        ready_for_query(&mut out, b'I');
-                    }
-                    send(&mut s, &out).await?;
+                    send(&mut s, &copy_abort(c.stray)).await?;
                 }
             }
             (b'c' | b'f', Some(c)) if c.aborted => {
@@ -289,82 +254,166 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 ready_for_query(&mut out, b'I');
                 send(&mut s, &out).await?;
             }
-            (b'Q', _) => {
-                copy = None;
-                match reply.take() {
-                    Some(Reply::Rows(sent)) => {
-                        let mut out = Vec::new();
-                        sent.iter().for_each(|m| m.encode(&mut out));
-                        let rows = sent
-                            .iter()
-                            .filter(|m| matches!(m, Sent::DataRow(_)))
-                            .count();
-                        Sent::CommandComplete(format!("SELECT {rows}")).encode(&mut out);
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                    Some(Reply::Error { code, message }) => {
-                        let mut out = error(&code, &message);
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                    Some(Reply::EmptyQuery) => {
-                        let mut out = Vec::new();
-                        Sent::EmptyQuery.encode(&mut out);
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                    Some(Reply::CopyIn { abort_at, stray }) => {
-                        // The scenarios' table `t (id int PRIMARY KEY, v text)`:
-                        // text format, two text columns.
-                        send(&mut s, b"G\0\0\0\x0b\0\0\x02\0\0\0\0").await?;
-                        copy = Some(CopyIn {
-                            abort_at,
-                            stray,
-                            aborted: false,
-                            rows: 0,
-                        });
-                    }
-                    Some(Reply::CopyOut(sent)) => {
-                        let mut out = copy_out_response(&sent);
-                        sent.iter().for_each(|m| m.encode(&mut out));
-                        out.extend_from_slice(b"c\0\0\0\x04");
-                        // PostgreSQL sends one CopyData per row.
-                        let rows = sent
-                            .iter()
-                            .filter(|m| matches!(m, Sent::CopyData(_)))
-                            .count();
-                        Sent::CommandComplete(format!("COPY {rows}")).encode(&mut out);
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                    Some(Reply::Listen { trailing, later }) => {
-                        let mut out = Vec::new();
-                        Sent::CommandComplete("LISTEN".into()).encode(&mut out);
-                        ready_for_query(&mut out, b'I');
-                        for payload in trailing {
-                            notification(payload).encode(&mut out);
-                        }
-                        send(&mut s, &out).await?;
-                        for (delay, payload) in later {
-                            tokio::time::sleep(Duration::from_millis(delay)).await;
-                            let mut out = Vec::new();
-                            notification(payload).encode(&mut out);
-                            send(&mut s, &out).await?;
-                        }
-                    }
-                    // Later queries (a check that the connection still works): empty.
-                    Some(Reply::CloseIdle { .. }) | None => {
-                        let mut out = b"I\0\0\0\x04".to_vec();
-                        ready_for_query(&mut out, b'I');
-                        send(&mut s, &out).await?;
-                    }
-                }
-            }
+            (b'Q', _) => copy = answer_query(&mut s, reply.take()).await?,
             (b'X', _) => return Ok(()),
             _ => {}
         }
     }
+}
+
+/// NegotiateProtocolVersion: the newest minor version we speak, no options
+/// unrecognised.
+fn negotiate_protocol_version(version: i32) -> Vec<u8> {
+    let mut out = vec![b'v'];
+    out.extend_from_slice(&12u32.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out
+}
+
+/// What follows a successful authentication: AuthenticationOk, a
+/// ParameterStatus, BackendKeyData sized for `version`, ReadyForQuery.
+fn hello(version: i32) -> Vec<u8> {
+    let mut hello = Vec::new();
+    authentication_ok(&mut hello);
+    Sent::ParameterStatus("server_version".into(), "17.0 (simulated)".into()).encode(&mut hello);
+    // A 4-byte cancel key in 3.0; 3.2 allows up to 256 and PostgreSQL 18 sends 32.
+    let key: &[u8] = if version == PROTOCOL_3_0 {
+        &[0, 0, 0, 0x2a]
+    } else {
+        &[0x2a; 32]
+    };
+    hello.push(b'K');
+    hello.extend_from_slice(&(8 + key.len() as u32).to_be_bytes());
+    hello.extend_from_slice(&1234i32.to_be_bytes());
+    hello.extend_from_slice(key);
+    ready_for_query(&mut hello, b'I');
+    hello
+}
+
+/// Closes an idle connection soon after startup, after a FATAL message if
+/// `fatal` (what an administrator's pg_terminate_backend does).
+async fn close_idle<S: AsyncWrite + Unpin>(s: &mut S, fatal: bool) -> std::io::Result<()> {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    if fatal {
+        let fatal = error(
+            "57P01",
+            "terminating connection due to administrator command",
+        );
+        send(s, &fatal).await?;
+    }
+    Ok(())
+}
+
+/// Answers a Query: with the script's reply the first time (`reply` is then
+/// taken), with an empty result after. Returns the COPY IN it started.
+async fn answer_query<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    reply: Option<Reply>,
+) -> std::io::Result<Option<CopyIn>> {
+    match reply {
+        Some(Reply::Rows(sent)) => send(s, &rows_then_ready(&sent)).await?,
+        Some(Reply::Error { code, message }) => {
+            let mut out = error(&code, &message);
+            ready_for_query(&mut out, b'I');
+            send(s, &out).await?;
+        }
+        Some(Reply::EmptyQuery) => {
+            let mut out = Vec::new();
+            Sent::EmptyQuery.encode(&mut out);
+            ready_for_query(&mut out, b'I');
+            send(s, &out).await?;
+        }
+        Some(Reply::CopyIn { abort_at, stray }) => {
+            // The scenarios' table `t (id int PRIMARY KEY, v text)`:
+            // text format, two text columns.
+            send(s, b"G\0\0\0\x0b\0\0\x02\0\0\0\0").await?;
+            return Ok(Some(CopyIn {
+                abort_at,
+                stray,
+                aborted: false,
+                rows: 0,
+            }));
+        }
+        Some(Reply::CopyOut(sent)) => send(s, &copy_out_then_ready(&sent)).await?,
+        Some(Reply::Listen { trailing, later }) => notify(s, trailing, later).await?,
+        // Later queries (a check that the connection still works): empty.
+        Some(Reply::CloseIdle { .. }) | None => {
+            let mut out = b"I\0\0\0\x04".to_vec();
+            ready_for_query(&mut out, b'I');
+            send(s, &out).await?;
+        }
+    }
+    Ok(None)
+}
+
+/// `sent`, then CommandComplete with the row count and ReadyForQuery.
+fn rows_then_ready(sent: &[Sent]) -> Vec<u8> {
+    let mut out = Vec::new();
+    sent.iter().for_each(|m| m.encode(&mut out));
+    let rows = sent
+        .iter()
+        .filter(|m| matches!(m, Sent::DataRow(_)))
+        .count();
+    Sent::CommandComplete(format!("SELECT {rows}")).encode(&mut out);
+    ready_for_query(&mut out, b'I');
+    out
+}
+
+/// COPY OUT of `sent` from CopyOutResponse to ReadyForQuery.
+fn copy_out_then_ready(sent: &[Sent]) -> Vec<u8> {
+    let mut out = copy_out_response(sent);
+    sent.iter().for_each(|m| m.encode(&mut out));
+    out.extend_from_slice(b"c\0\0\0\x04");
+    // PostgreSQL sends one CopyData per row.
+    let rows = sent
+        .iter()
+        .filter(|m| matches!(m, Sent::CopyData(_)))
+        .count();
+    Sent::CommandComplete(format!("COPY {rows}")).encode(&mut out);
+    ready_for_query(&mut out, b'I');
+    out
+}
+
+/// The answer to LISTEN, with the `trailing` notifications in the same
+/// segment as its ReadyForQuery; then each of `later` after its delay.
+async fn notify<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    trailing: Vec<String>,
+    later: Vec<(u64, String)>,
+) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    Sent::CommandComplete("LISTEN".into()).encode(&mut out);
+    ready_for_query(&mut out, b'I');
+    for payload in trailing {
+        notification(payload).encode(&mut out);
+    }
+    send(s, &out).await?;
+    for (delay, payload) in later {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let mut out = Vec::new();
+        notification(payload).encode(&mut out);
+        send(s, &out).await?;
+    }
+    Ok(())
+}
+
+/// The server's abort of a COPY IN: 23505 and ReadyForQuery, and (`stray`)
+/// the 08P01 + ReadyForQuery some servers add for CopyData that crossed it.
+fn copy_abort(stray: bool) -> Vec<u8> {
+    let mut out = error(
+        "23505",
+        "duplicate key value violates unique constraint \"t_pkey\"",
+    );
+    ready_for_query(&mut out, b'I');
+    if stray {
+        out.extend_from_slice(&error(
+            "08P01",
+            "unexpected message type 0x64 during COPY from stdin",
+        ));
+        ready_for_query(&mut out, b'I');
+    }
+    out
 }
 
 /// CopyOutResponse in text format with as many columns as the first row has
@@ -394,11 +443,30 @@ fn notification(payload: String) -> Sent {
     }
 }
 
+/// A COPY IN in progress.
 struct CopyIn {
     abort_at: Option<usize>,
     stray: bool,
     aborted: bool,
     rows: u64,
+}
+
+impl CopyIn {
+    /// Takes in one CopyData body: counted, and its rows too until the
+    /// abort. Returns whether it brought the COPY data to `abort_at`, the
+    /// moment to abort.
+    fn take(&mut self, body: &[u8], log: &mut Log) -> bool {
+        if self.aborted {
+            log.copy_bytes_after_abort += body.len();
+            return false;
+        }
+        log.copy_bytes += body.len();
+        self.rows += body.iter().filter(|&&b| b == b'\n').count() as u64;
+        let hit = self.abort_at.is_some_and(|at| log.copy_bytes >= at);
+        log.aborted |= hit;
+        self.aborted = hit;
+        hit
+    }
 }
 
 fn error(code: &str, message: &str) -> Vec<u8> {
