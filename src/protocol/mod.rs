@@ -22,6 +22,7 @@ pub mod fields;
 pub mod frontend;
 pub mod limits;
 mod reader;
+mod tags;
 
 pub use backend::{
     Authentication, Header, Message, TransactionStatus, parse_body, parse_header, parse_message,
