@@ -9,9 +9,9 @@ use super::config::{
     ChannelBinding, Config, GssEncMode, LoadBalanceHosts, Replication, SslCertMode, SslMode,
     SslNegotiation, TargetSessionAttrs, TlsVersion,
 };
-use super::require_auth::RequireAuth;
 use crate::error::Error;
 use crate::protocol::frontend::ProtocolVersion;
+use crate::session::RequireAuth;
 
 impl Config {
     /// Fills every setting still unset from `env` (PGHOST, PGPORT, PGUSER, ...).

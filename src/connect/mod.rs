@@ -9,7 +9,6 @@ mod keywords;
 mod negotiate;
 mod peer;
 mod pgpass;
-mod require_auth;
 mod service;
 mod startup;
 mod tls;
@@ -26,14 +25,13 @@ use crate::transport::{
     KeepaliveOptions, MaybeTls, Socket, SocketOptions, TcpTransport, Transport, UnixTransport,
 };
 
+pub use crate::session::{AuthMethod, AuthRequirement, RequireAuth};
 pub use config::{
     ChannelBinding, Config, GssEncMode, Keepalive, LoadBalanceHosts, ProtocolVersion, Replication,
     SslCertMode, SslMode, SslNegotiation, TargetSessionAttrs, TlsVersion,
 };
 pub use hosts::{DialTarget, HostEntry, get_hosts, is_unix_socket, unix_socket_path};
 pub use keywords::{KEYWORDS, REFUSED_KEYWORDS};
-pub use require_auth::{AuthRequirement, RequireAuth};
-pub use startup::AuthMethod;
 
 use negotiate::SslAnswer;
 use tls::TlsSetup;

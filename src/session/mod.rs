@@ -21,7 +21,9 @@
 //! moved the session to [`State::Closed`].
 
 mod dispatch;
+mod require_auth;
 mod rows;
+mod startup;
 mod state;
 mod version;
 
@@ -45,7 +47,11 @@ use crate::protocol::{
 
 pub use crate::protocol::frontend::ProtocolVersion;
 pub use dispatch::{Notification, NotificationDelivery, NotificationQueue};
+pub use require_auth::{AuthRequirement, RequireAuth};
 pub use rows::{RowBuffer, RowCounter, RowSink};
+pub use startup::{
+    AuthMethod, ChannelBinding, StartupAuth, StartupSettings, StartupStep, TlsFacts,
+};
 pub use state::{Event, InvalidTransition, State};
 
 use dispatch::{Dispatch, NoticeSink};
