@@ -41,7 +41,7 @@ pub struct Connection<T> {
     /// Set while an operation runs; still set after one was dropped part-way.
     pub(crate) in_flight: bool,
     /// How to cancel this connection's running query (set by `connect`).
-    pub(crate) cancel_token: Option<crate::connect::CancelToken>,
+    pub(crate) cancel_token: Option<crate::cancel::CancelToken>,
     /// How long a read in the middle of a response keeps retrying before the
     /// task parks (zero: park at once). See [`Connection::set_read_spin`].
     read_spin: Duration,
@@ -110,7 +110,7 @@ impl<T: Transport> Connection<T> {
 
     /// A token that cancels this connection's running query from elsewhere
     /// (another task); present for connections made by [`connect`](crate::connect()).
-    pub fn cancel_token(&self) -> Option<crate::connect::CancelToken> {
+    pub fn cancel_token(&self) -> Option<crate::cancel::CancelToken> {
         self.cancel_token.clone()
     }
 

@@ -32,6 +32,7 @@
 
 pub mod buffer;
 mod bulk;
+mod cancel;
 pub mod conn;
 pub mod connect;
 pub mod copy;
@@ -44,8 +45,9 @@ pub mod protocol;
 pub mod session;
 pub mod transport;
 
+pub use cancel::CancelToken;
 pub use conn::{Connection, QueryResult};
-pub use connect::{CancelToken, Client, Config, ConnectInfo, connect};
+pub use connect::{Client, Config, ConnectInfo, connect};
 pub use copy::{
     CopyInOptions, CopyOutStream, CopyProgress, CopySource, source_fn, source_reader, source_stream,
 };

@@ -11,9 +11,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::conninfo::{parse_keywords, parse_url};
-use super::require_auth::RequireAuth;
 use crate::error::Error;
 pub use crate::protocol::frontend::ProtocolVersion;
+use crate::session::RequireAuth;
 
 /// How hard to insist on TLS (libpq's `sslmode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,17 +43,7 @@ pub enum SslNegotiation {
     Direct,
 }
 
-/// SCRAM channel binding (`channel_binding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChannelBinding {
-    /// Never bind.
-    Disable,
-    /// Bind when TLS and SCRAM-SHA-256-PLUS are both available. The default.
-    #[default]
-    Prefer,
-    /// Refuse to authenticate without channel binding.
-    Require,
-}
+pub use crate::session::ChannelBinding;
 
 /// Which server in a host list is acceptable (`target_session_attrs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -2,6 +2,7 @@
 //! counts as unset (for the service file and the environment), and the PG*
 //! variables.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,9 +10,9 @@ use super::config::{
     ChannelBinding, Config, GssEncMode, LoadBalanceHosts, Replication, SslCertMode, SslMode,
     SslNegotiation, TargetSessionAttrs, TlsVersion,
 };
-use super::require_auth::RequireAuth;
 use crate::error::Error;
 use crate::protocol::frontend::ProtocolVersion;
+use crate::session::RequireAuth;
 
 impl Config {
     /// Fills every setting still unset from `env` (PGHOST, PGPORT, PGUSER, ...).
@@ -20,67 +21,31 @@ impl Config {
     /// A config error naming the variable and its value.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
         // libpq's order: the connection string, then the service, then the
-        // other variables.
+        // other variables (the service's own variable never counts as unset
+        // below, so it is read only here).
         if self.service.is_none() {
             self.service = env("PGSERVICE").filter(|s| !s.is_empty());
         }
         super::service::apply(self, &env)?;
         let fresh = Self::default();
-        for (var, key) in ENV_VARS {
+        for keyword in TABLE {
+            let Some(var) = keyword.env else { continue };
             let Some(value) = env(var) else { continue };
-            if self.is_unset(key, &fresh) {
-                self.set(key, &value)
+            if (keyword.unset)(self, &fresh) {
+                self.set(keyword.name, &value)
                     .map_err(|e| Error::config(format!("environment variable {var}: {e}")))?;
             }
         }
         Ok(())
     }
 
+    /// Whether `key` still has its default here (`fresh` is a default
+    /// config), so the service file or the environment may set it. Settings
+    /// with no field, and refused ones, always count as unset: the
+    /// environment may always give them, and a refused value is refused from
+    /// there too. Unknown keys never do.
     pub(super) fn is_unset(&self, key: &str, fresh: &Self) -> bool {
-        match key {
-            "host" => self.hosts.is_empty(),
-            "hostaddr" => self.hostaddrs.is_empty(),
-            "port" => self.ports.is_empty(),
-            "user" => self.user.is_none(),
-            "password" => self.password.is_none(),
-            "dbname" => self.dbname.is_none(),
-            "application_name" | "fallback_application_name" => self.application_name.is_none(),
-            "options" => self.options.is_none(),
-            "connect_timeout" => self.connect_timeout.is_none(),
-            "sslmode" | "requiressl" => self.ssl_mode == fresh.ssl_mode,
-            "sslnegotiation" => self.ssl_negotiation == fresh.ssl_negotiation,
-            "sslrootcert" => self.ssl_root_cert.is_none(),
-            "sslcert" => self.ssl_cert.is_none(),
-            "sslkey" => self.ssl_key.is_none(),
-            "channel_binding" => self.channel_binding == fresh.channel_binding,
-            "target_session_attrs" => self.target_session_attrs == fresh.target_session_attrs,
-            "load_balance_hosts" => self.load_balance_hosts == fresh.load_balance_hosts,
-            "passfile" => self.passfile.is_none(),
-            "keepalives" => self.keepalive.enabled == fresh.keepalive.enabled,
-            "keepalives_idle" => self.keepalive.idle.is_none(),
-            "keepalives_interval" => self.keepalive.interval.is_none(),
-            "keepalives_count" => self.keepalive.count.is_none(),
-            "tcp_user_timeout" => self.tcp_user_timeout.is_none(),
-            "require_auth" => self.require_auth.is_any(),
-            "sslcrl" => self.ssl_crl.is_none(),
-            "sslcrldir" => self.ssl_crl_dir.is_none(),
-            "ssl_min_protocol_version" => self.ssl_min_protocol_version.is_none(),
-            "ssl_max_protocol_version" => self.ssl_max_protocol_version.is_none(),
-            "min_protocol_version" => self.min_protocol_version.is_none(),
-            "max_protocol_version" => self.max_protocol_version.is_none(),
-            "sslcertmode" => self.ssl_cert_mode == fresh.ssl_cert_mode,
-            "sslsni" => self.ssl_sni == fresh.ssl_sni,
-            "requirepeer" => self.require_peer.is_none(),
-            "sslpassword" => self.ssl_password.is_none(),
-            "gssencmode" => self.gss_enc_mode == fresh.gss_enc_mode,
-            "replication" => self.replication.is_none(),
-            "servicefile" => self.service_file.is_none(),
-            // Settings with no field: the environment may always give them,
-            // and a value that is refused is refused from there too.
-            "client_encoding" | "krbsrvname" | "gsslib" | "sslcompression" => true,
-            key if REFUSED_KEYWORDS.contains(&key) => true,
-            _ => false,
-        }
+        keyword(key).is_some_and(|k| (k.unset)(self, fresh))
     }
 
     /// Sets one libpq keyword.
@@ -89,335 +54,342 @@ impl Config {
     /// A config error naming the key and value: unknown key, a number or enum
     /// value that does not parse, a negative keepalive setting.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), Error> {
-        let bad = |why: &str| Error::config(format!("invalid value for {key}: {value:?} ({why})"));
-        match key {
-            "host" => self.hosts = split_list(value),
-            "hostaddr" => {
-                self.hostaddrs = split_list(value)
-                    .into_iter()
-                    .map(|a| {
-                        if a.is_empty() {
-                            Ok(None)
-                        } else {
-                            a.parse().map(Some)
-                        }
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| bad("not a numeric IP address"))?;
+        let keyword = keyword(key)
+            .ok_or_else(|| Error::config(format!("unknown connection option {key:?}")))?;
+        match keyword.set {
+            Set::Value(set) => set(self, value).map_err(|why| {
+                Error::config(format!("invalid value for {key}: {value:?} ({why})"))
+            }),
+            Set::Text(field) => {
+                *field(self) = Some(value.to_owned());
+                Ok(())
             }
-            "port" => {
-                self.ports = split_list(value)
-                    .into_iter()
-                    .map(|p| {
-                        if p.is_empty() {
-                            Ok(5432)
-                        } else {
-                            p.parse::<u16>()
-                        }
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| bad("not a port number"))?;
+            Set::Path(field) => {
+                *field(self) = path(value);
+                Ok(())
             }
-            "user" => self.user = Some(value.to_owned()),
-            "password" => self.password = Some(value.to_owned()),
-            "dbname" => self.dbname = Some(value.to_owned()),
-            "application_name" | "fallback_application_name" => {
-                if key == "application_name" || self.application_name.is_none() {
-                    self.application_name = Some(value.to_owned());
-                }
-            }
-            "options" => self.options = Some(value.to_owned()),
-            "connect_timeout" => {
-                // libpq: 0 or negative waits forever (1 s becomes 2 s when
-                // used: `Config::connect_timeout_used`).
-                let secs: i64 = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| bad("not a number of seconds"))?;
-                self.connect_timeout = u64::try_from(secs)
-                    .ok()
-                    .filter(|&s| s > 0)
-                    .map(Duration::from_secs);
-            }
-            "sslmode" => {
-                self.ssl_mode = match value {
-                    "disable" => SslMode::Disable,
-                    "allow" => SslMode::Allow,
-                    "prefer" => SslMode::Prefer,
-                    "require" => SslMode::Require,
-                    "verify-ca" => SslMode::VerifyCa,
-                    "verify-full" => SslMode::VerifyFull,
-                    _ => {
-                        return Err(bad(
-                            "expected disable, allow, prefer, require, verify-ca or verify-full",
-                        ));
-                    }
-                }
-            }
-            "sslnegotiation" => {
-                self.ssl_negotiation = match value {
-                    "postgres" => SslNegotiation::Postgres,
-                    "direct" => SslNegotiation::Direct,
-                    _ => return Err(bad("expected postgres or direct")),
-                }
-            }
-            "sslrootcert" => self.ssl_root_cert = path(value),
-            "sslcert" => self.ssl_cert = path(value),
-            "sslkey" => self.ssl_key = path(value),
-            "channel_binding" => {
-                self.channel_binding = match value {
-                    "disable" => ChannelBinding::Disable,
-                    "prefer" => ChannelBinding::Prefer,
-                    "require" => ChannelBinding::Require,
-                    _ => return Err(bad("expected disable, prefer or require")),
-                }
-            }
-            "keepalives" => self.keepalive.enabled = parse_count(value).map_err(&bad)? != 0,
-            "keepalives_idle" => self.keepalive.idle = seconds(parse_count(value).map_err(&bad)?),
-            "keepalives_interval" => {
-                self.keepalive.interval = seconds(parse_count(value).map_err(&bad)?)
-            }
-            "keepalives_count" => {
-                self.keepalive.count = Some(parse_count(value).map_err(&bad)?).filter(|&c| c != 0)
-            }
-            "tcp_user_timeout" => {
-                let ms = parse_count(value).map_err(&bad)?;
-                self.tcp_user_timeout =
-                    Some(Duration::from_millis(u64::from(ms))).filter(|d| !d.is_zero());
-            }
-            "target_session_attrs" => {
-                self.target_session_attrs = match value {
-                    "any" => TargetSessionAttrs::Any,
-                    "read-write" => TargetSessionAttrs::ReadWrite,
-                    "read-only" => TargetSessionAttrs::ReadOnly,
-                    "primary" => TargetSessionAttrs::Primary,
-                    "standby" => TargetSessionAttrs::Standby,
-                    "prefer-standby" => TargetSessionAttrs::PreferStandby,
-                    _ => {
-                        return Err(bad(
-                            "expected any, read-write, read-only, primary, standby or prefer-standby",
-                        ));
-                    }
-                }
-            }
-            "load_balance_hosts" => {
-                self.load_balance_hosts = match value {
-                    "disable" => LoadBalanceHosts::Disable,
-                    "random" => LoadBalanceHosts::Random,
-                    _ => return Err(bad("expected disable or random")),
-                }
-            }
-            "passfile" => self.passfile = path(value),
-            // libpq's legacy spelling, still accepted in strings and URLs.
-            "requiressl" => {
-                self.ssl_mode = if value.starts_with('1') {
-                    SslMode::Require
-                } else {
-                    SslMode::Prefer
-                };
-            }
-            "require_auth" => self.require_auth = RequireAuth::parse(value).map_err(|e| bad(&e))?,
-            "sslcrl" => self.ssl_crl = path(value),
-            "sslcrldir" => self.ssl_crl_dir = path(value),
-            "ssl_min_protocol_version" => {
-                self.ssl_min_protocol_version = tls_version(value).map_err(&bad)?;
-            }
-            "ssl_max_protocol_version" => {
-                self.ssl_max_protocol_version = tls_version(value).map_err(&bad)?;
-            }
-            "min_protocol_version" => {
-                self.min_protocol_version = protocol_version(value).map_err(&bad)?;
-            }
-            "max_protocol_version" => {
-                self.max_protocol_version = protocol_version(value).map_err(&bad)?;
-            }
-            "sslcertmode" => {
-                self.ssl_cert_mode = match value {
-                    "disable" => SslCertMode::Disable,
-                    "allow" => SslCertMode::Allow,
-                    "require" => SslCertMode::Require,
-                    _ => return Err(bad("expected disable, allow or require")),
-                }
-            }
-            "sslsni" => {
-                self.ssl_sni = match value.trim() {
-                    "0" => false,
-                    "1" => true,
-                    _ => return Err(bad("expected 0 or 1")),
-                }
-            }
-            "requirepeer" => self.require_peer = Some(value.to_owned()).filter(|v| !v.is_empty()),
-            "sslpassword" => self.ssl_password = Some(value.to_owned()),
-            "gssencmode" => {
-                self.gss_enc_mode = match value {
-                    "disable" => GssEncMode::Disable,
-                    "prefer" => GssEncMode::Prefer,
-                    "require" => {
-                        return Err(bad(
-                            "GSSAPI encryption is not supported by this library; use gssencmode=disable or prefer, and TLS (sslmode) for encryption",
-                        ));
-                    }
-                    _ => return Err(bad("expected disable, prefer or require")),
-                }
-            }
-            "replication" => {
-                self.replication = match value.to_ascii_lowercase().as_str() {
-                    "true" | "on" | "yes" | "1" => Some(Replication::Physical),
-                    "database" => Some(Replication::Database),
-                    "false" | "off" | "no" | "0" => None,
-                    _ => return Err(bad("expected true, false or database")),
-                }
-            }
-            "client_encoding" => {
-                // Text is decoded as UTF-8 everywhere in this library, so the
-                // startup packet always asks for UTF8; another encoding would
-                // be quietly replaced, so it is refused instead.
-                let name: String = value
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .collect::<String>()
-                    .to_ascii_lowercase();
-                if name != "utf8" && name != "unicode" {
-                    return Err(bad(
-                        "only UTF8 is supported: this library decodes all text as UTF-8",
-                    ));
-                }
-            }
-            "service" => self.service = Some(value.to_owned()).filter(|v| !v.is_empty()),
-            "servicefile" => self.service_file = path(value),
-            // libpq's own no-ops here: Kerberos settings matter only to GSSAPI
-            // authentication (refused by this library, as by a libpq built
-            // without it), and TLS compression is never used (libpq 14+).
-            "krbsrvname" | "gsslib" | "sslcompression" => {}
-            "sslkeylogfile"
-            | "scram_client_key"
-            | "scram_server_key"
-            | "gssdelegation"
-            | "oauth_issuer"
-            | "oauth_client_id"
-            | "oauth_client_secret"
-            | "oauth_scope" => {
-                return Err(Error::config(format!(
-                    "connection option {key:?} is not supported by this library{}",
-                    unsupported_why(key)
-                )));
-            }
-            _ => return Err(Error::config(format!("unknown connection option {key:?}"))),
+            Set::Ignored => Ok(()),
+            Set::Refused(why) => Err(Error::config(format!(
+                "connection option {key:?} is not supported by this library{why}"
+            ))),
         }
-        Ok(())
     }
 }
 
+/// Why a value is bad, for "invalid value for {key}: {value:?} ({why})".
+type Why = Cow<'static, str>;
+
+/// How a keyword takes a value.
+enum Set {
+    /// Parses the value into the config; `Err` says why it is bad.
+    Value(fn(&mut Config, &str) -> Result<(), Why>),
+    /// The value as is, into this field.
+    Text(fn(&mut Config) -> &mut Option<String>),
+    /// A path into this field; empty means unset, as in libpq.
+    Path(fn(&mut Config) -> &mut Option<PathBuf>),
+    /// Accepted and ignored: one of libpq's own no-ops here.
+    Ignored,
+    /// Refused whatever the value, with this reason after the error.
+    Refused(&'static str),
+}
+
+/// One libpq keyword: its name, its PG* variable, how a value sets it, and
+/// how to tell it unset (the second config is a default one).
+struct Keyword {
+    name: &'static str,
+    env: Option<&'static str>,
+    set: Set,
+    unset: fn(&Config, &Config) -> bool,
+}
+
+/// A row of [`TABLE`].
+const fn kw(
+    name: &'static str,
+    env: Option<&'static str>,
+    set: Set,
+    unset: fn(&Config, &Config) -> bool,
+) -> Keyword {
+    Keyword {
+        name,
+        env,
+        set,
+        unset,
+    }
+}
+
+fn keyword(name: &str) -> Option<&'static Keyword> {
+    TABLE.iter().find(|k| k.name == name)
+}
+
+/// Never unset: `service` is applied first, by [`Config::apply_env`].
+fn never(_: &Config, _: &Config) -> bool {
+    false
+}
+
+/// No field, or refused: the environment may always give it.
+fn always(_: &Config, _: &Config) -> bool {
+    true
+}
+
+/// Every libpq keyword, in libpq's order, the refused ones last. A row is:
+/// name, PG* variable, how a value sets it, whether it is still unset.
+// One row per keyword reads as a table; rustfmt would spread every row over
+// five lines and the file past 600.
+#[rustfmt::skip]
+const TABLE: &[Keyword] = &[
+    kw("service", Some("PGSERVICE"), Set::Value(|c, v| {
+        c.service = Some(v.to_owned()).filter(|v| !v.is_empty());
+        Ok(())
+    }), never),
+    kw("user", Some("PGUSER"), Set::Text(|c| &mut c.user), |c, _| c.user.is_none()),
+    kw("password", Some("PGPASSWORD"), Set::Text(|c| &mut c.password), |c, _| c.password.is_none()),
+    kw("passfile", Some("PGPASSFILE"), Set::Path(|c| &mut c.passfile), |c, _| c.passfile.is_none()),
+    kw("channel_binding", Some("PGCHANNELBINDING"), Set::Value(|c, v| {
+        let options = [
+            ("disable", ChannelBinding::Disable),
+            ("prefer", ChannelBinding::Prefer),
+            ("require", ChannelBinding::Require),
+        ];
+        c.channel_binding = choice(v, &options, "expected disable, prefer or require")?;
+        Ok(())
+    }), |c, f| c.channel_binding == f.channel_binding),
+    kw("connect_timeout", Some("PGCONNECT_TIMEOUT"), Set::Value(|c, v| {
+        // libpq: 0 or negative waits forever (1 s becomes 2 s when used:
+        // `Config::connect_timeout_used`).
+        let secs: i64 = v.trim().parse().map_err(|_| "not a number of seconds")?;
+        c.connect_timeout = u64::try_from(secs).ok().filter(|&s| s > 0).map(Duration::from_secs);
+        Ok(())
+    }), |c, _| c.connect_timeout.is_none()),
+    kw("dbname", Some("PGDATABASE"), Set::Text(|c| &mut c.dbname), |c, _| c.dbname.is_none()),
+    kw("host", Some("PGHOST"), Set::Value(|c, v| {
+        c.hosts = split_list(v);
+        Ok(())
+    }), |c, _| c.hosts.is_empty()),
+    kw("hostaddr", Some("PGHOSTADDR"), Set::Value(|c, v| {
+        c.hostaddrs = split_list(v)
+            .into_iter()
+            .map(|a| if a.is_empty() { Ok(None) } else { a.parse().map(Some) })
+            .collect::<Result<_, _>>()
+            .map_err(|_| "not a numeric IP address")?;
+        Ok(())
+    }), |c, _| c.hostaddrs.is_empty()),
+    kw("port", Some("PGPORT"), Set::Value(|c, v| {
+        c.ports = split_list(v)
+            .into_iter()
+            .map(|p| if p.is_empty() { Ok(5432) } else { p.parse::<u16>() })
+            .collect::<Result<_, _>>()
+            .map_err(|_| "not a port number")?;
+        Ok(())
+    }), |c, _| c.ports.is_empty()),
+    kw("client_encoding", Some("PGCLIENTENCODING"), Set::Value(|_, v| {
+        // Text is decoded as UTF-8 everywhere in this library, so the startup
+        // packet always asks for UTF8; another encoding would be quietly
+        // replaced, so it is refused instead.
+        let name: String = v.chars().filter(char::is_ascii_alphanumeric).collect();
+        match name.to_ascii_lowercase().as_str() {
+            "utf8" | "unicode" => Ok(()),
+            _ => Err("only UTF8 is supported: this library decodes all text as UTF-8".into()),
+        }
+    }), always),
+    kw("options", Some("PGOPTIONS"), Set::Text(|c| &mut c.options), |c, _| c.options.is_none()),
+    kw("application_name", Some("PGAPPNAME"), Set::Text(|c| &mut c.application_name),
+        |c, _| c.application_name.is_none()),
+    kw("fallback_application_name", None, Set::Value(|c, v| {
+        if c.application_name.is_none() {
+            c.application_name = Some(v.to_owned());
+        }
+        Ok(())
+    }), |c, _| c.application_name.is_none()),
+    kw("keepalives", None, Set::Value(|c, v| {
+        c.keepalive.enabled = parse_count(v)? != 0;
+        Ok(())
+    }), |c, f| c.keepalive.enabled == f.keepalive.enabled),
+    kw("keepalives_idle", None, Set::Value(|c, v| {
+        c.keepalive.idle = seconds(parse_count(v)?);
+        Ok(())
+    }), |c, _| c.keepalive.idle.is_none()),
+    kw("keepalives_interval", None, Set::Value(|c, v| {
+        c.keepalive.interval = seconds(parse_count(v)?);
+        Ok(())
+    }), |c, _| c.keepalive.interval.is_none()),
+    kw("keepalives_count", None, Set::Value(|c, v| {
+        c.keepalive.count = Some(parse_count(v)?).filter(|&n| n != 0);
+        Ok(())
+    }), |c, _| c.keepalive.count.is_none()),
+    kw("tcp_user_timeout", None, Set::Value(|c, v| {
+        let ms = Duration::from_millis(u64::from(parse_count(v)?));
+        c.tcp_user_timeout = Some(ms).filter(|d| !d.is_zero());
+        Ok(())
+    }), |c, _| c.tcp_user_timeout.is_none()),
+    kw("sslmode", Some("PGSSLMODE"), Set::Value(|c, v| {
+        let options = [
+            ("disable", SslMode::Disable),
+            ("allow", SslMode::Allow),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+            ("verify-full", SslMode::VerifyFull),
+        ];
+        let expected = "expected disable, allow, prefer, require, verify-ca or verify-full";
+        c.ssl_mode = choice(v, &options, expected)?;
+        Ok(())
+    }), |c, f| c.ssl_mode == f.ssl_mode),
+    // libpq's legacy spelling, still accepted in strings and URLs.
+    kw("requiressl", None, Set::Value(|c, v| {
+        c.ssl_mode = if v.starts_with('1') { SslMode::Require } else { SslMode::Prefer };
+        Ok(())
+    }), |c, f| c.ssl_mode == f.ssl_mode),
+    kw("sslnegotiation", Some("PGSSLNEGOTIATION"), Set::Value(|c, v| {
+        let options = [("postgres", SslNegotiation::Postgres), ("direct", SslNegotiation::Direct)];
+        c.ssl_negotiation = choice(v, &options, "expected postgres or direct")?;
+        Ok(())
+    }), |c, f| c.ssl_negotiation == f.ssl_negotiation),
+    // libpq's own no-op: TLS compression is never used (libpq 14+).
+    kw("sslcompression", Some("PGSSLCOMPRESSION"), Set::Ignored, always),
+    kw("sslcert", Some("PGSSLCERT"), Set::Path(|c| &mut c.ssl_cert), |c, _| c.ssl_cert.is_none()),
+    kw("sslkey", Some("PGSSLKEY"), Set::Path(|c| &mut c.ssl_key), |c, _| c.ssl_key.is_none()),
+    kw("sslcertmode", Some("PGSSLCERTMODE"), Set::Value(|c, v| {
+        let options = [
+            ("disable", SslCertMode::Disable),
+            ("allow", SslCertMode::Allow),
+            ("require", SslCertMode::Require),
+        ];
+        c.ssl_cert_mode = choice(v, &options, "expected disable, allow or require")?;
+        Ok(())
+    }), |c, f| c.ssl_cert_mode == f.ssl_cert_mode),
+    kw("sslpassword", None, Set::Text(|c| &mut c.ssl_password), |c, _| c.ssl_password.is_none()),
+    kw("sslrootcert", Some("PGSSLROOTCERT"), Set::Path(|c| &mut c.ssl_root_cert),
+        |c, _| c.ssl_root_cert.is_none()),
+    kw("sslcrl", Some("PGSSLCRL"), Set::Path(|c| &mut c.ssl_crl), |c, _| c.ssl_crl.is_none()),
+    kw("sslcrldir", Some("PGSSLCRLDIR"), Set::Path(|c| &mut c.ssl_crl_dir),
+        |c, _| c.ssl_crl_dir.is_none()),
+    kw("sslsni", Some("PGSSLSNI"), Set::Value(|c, v| {
+        c.ssl_sni = choice(v.trim(), &[("0", false), ("1", true)], "expected 0 or 1")?;
+        Ok(())
+    }), |c, f| c.ssl_sni == f.ssl_sni),
+    kw("requirepeer", Some("PGREQUIREPEER"), Set::Value(|c, v| {
+        c.require_peer = Some(v.to_owned()).filter(|v| !v.is_empty());
+        Ok(())
+    }), |c, _| c.require_peer.is_none()),
+    kw("require_auth", Some("PGREQUIREAUTH"), Set::Value(|c, v| {
+        c.require_auth = RequireAuth::parse(v)?;
+        Ok(())
+    }), |c, _| c.require_auth.is_any()),
+    kw("ssl_min_protocol_version", Some("PGSSLMINPROTOCOLVERSION"), Set::Value(|c, v| {
+        c.ssl_min_protocol_version = tls_version(v)?;
+        Ok(())
+    }), |c, _| c.ssl_min_protocol_version.is_none()),
+    kw("ssl_max_protocol_version", Some("PGSSLMAXPROTOCOLVERSION"), Set::Value(|c, v| {
+        c.ssl_max_protocol_version = tls_version(v)?;
+        Ok(())
+    }), |c, _| c.ssl_max_protocol_version.is_none()),
+    kw("min_protocol_version", Some("PGMINPROTOCOLVERSION"), Set::Value(|c, v| {
+        c.min_protocol_version = protocol_version(v)?;
+        Ok(())
+    }), |c, _| c.min_protocol_version.is_none()),
+    kw("max_protocol_version", Some("PGMAXPROTOCOLVERSION"), Set::Value(|c, v| {
+        c.max_protocol_version = protocol_version(v)?;
+        Ok(())
+    }), |c, _| c.max_protocol_version.is_none()),
+    kw("gssencmode", Some("PGGSSENCMODE"), Set::Value(|c, v| {
+        c.gss_enc_mode = match v {
+            "disable" => GssEncMode::Disable,
+            "prefer" => GssEncMode::Prefer,
+            "require" => return Err(GSSENC_REQUIRE.into()),
+            _ => return Err("expected disable, prefer or require".into()),
+        };
+        Ok(())
+    }), |c, f| c.gss_enc_mode == f.gss_enc_mode),
+    // libpq's own no-ops here: Kerberos settings matter only to GSSAPI
+    // authentication (refused by this library, as by a libpq built without it).
+    kw("krbsrvname", Some("PGKRBSRVNAME"), Set::Ignored, always),
+    kw("gsslib", Some("PGGSSLIB"), Set::Ignored, always),
+    kw("replication", None, Set::Value(|c, v| {
+        c.replication = match v.to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Some(Replication::Physical),
+            "database" => Some(Replication::Database),
+            "false" | "off" | "no" | "0" => None,
+            _ => return Err("expected true, false or database".into()),
+        };
+        Ok(())
+    }), |c, _| c.replication.is_none()),
+    kw("target_session_attrs", Some("PGTARGETSESSIONATTRS"), Set::Value(|c, v| {
+        let options = [
+            ("any", TargetSessionAttrs::Any),
+            ("read-write", TargetSessionAttrs::ReadWrite),
+            ("read-only", TargetSessionAttrs::ReadOnly),
+            ("primary", TargetSessionAttrs::Primary),
+            ("standby", TargetSessionAttrs::Standby),
+            ("prefer-standby", TargetSessionAttrs::PreferStandby),
+        ];
+        let expected = "expected any, read-write, read-only, primary, standby or prefer-standby";
+        c.target_session_attrs = choice(v, &options, expected)?;
+        Ok(())
+    }), |c, f| c.target_session_attrs == f.target_session_attrs),
+    kw("load_balance_hosts", Some("PGLOADBALANCEHOSTS"), Set::Value(|c, v| {
+        let options = [("disable", LoadBalanceHosts::Disable), ("random", LoadBalanceHosts::Random)];
+        c.load_balance_hosts = choice(v, &options, "expected disable or random")?;
+        Ok(())
+    }), |c, f| c.load_balance_hosts == f.load_balance_hosts),
+    kw("servicefile", Some("PGSERVICEFILE"), Set::Path(|c| &mut c.service_file),
+        |c, _| c.service_file.is_none()),
+    // Refused: set from the environment, they are refused too.
+    kw("scram_client_key", None, Set::Refused(": pass the password instead"), always),
+    kw("scram_server_key", None, Set::Refused(": pass the password instead"), always),
+    kw("gssdelegation", Some("PGGSSDELEGATION"), Set::Refused(": GSSAPI is not supported"), always),
+    kw("oauth_issuer", None, Set::Refused(OAUTH), always),
+    kw("oauth_client_id", None, Set::Refused(OAUTH), always),
+    kw("oauth_client_secret", None, Set::Refused(OAUTH), always),
+    kw("oauth_scope", None, Set::Refused(OAUTH), always),
+    kw("sslkeylogfile", None, Set::Refused(": writing TLS keys to a file is not implemented"), always),
+];
+
+const OAUTH: &str = ": OAuth authentication is not implemented";
+const GSSENC_REQUIRE: &str = "GSSAPI encryption is not supported by this library; use gssencmode=disable or prefer, and TLS (sslmode) for encryption";
+
 /// Every keyword [`Config::set`] accepts (each has its libpq effect, or is
 /// one of libpq's own no-ops without GSSAPI), in libpq's order.
-pub const KEYWORDS: &[&str] = &[
-    "service",
-    "user",
-    "password",
-    "passfile",
-    "channel_binding",
-    "connect_timeout",
-    "dbname",
-    "host",
-    "hostaddr",
-    "port",
-    "client_encoding",
-    "options",
-    "application_name",
-    "fallback_application_name",
-    "keepalives",
-    "keepalives_idle",
-    "keepalives_interval",
-    "keepalives_count",
-    "tcp_user_timeout",
-    "sslmode",
-    "requiressl",
-    "sslnegotiation",
-    "sslcompression",
-    "sslcert",
-    "sslkey",
-    "sslcertmode",
-    "sslpassword",
-    "sslrootcert",
-    "sslcrl",
-    "sslcrldir",
-    "sslsni",
-    "requirepeer",
-    "require_auth",
-    "ssl_min_protocol_version",
-    "ssl_max_protocol_version",
-    "min_protocol_version",
-    "max_protocol_version",
-    "gssencmode",
-    "krbsrvname",
-    "gsslib",
-    "replication",
-    "target_session_attrs",
-    "load_balance_hosts",
-    "servicefile",
-];
+pub const KEYWORDS: &[&str] = &names::<{ count(false) }>(false);
 
 /// libpq keywords [`Config::set`] refuses, each with an error saying why.
-pub const REFUSED_KEYWORDS: &[&str] = &[
-    "scram_client_key",
-    "scram_server_key",
-    "gssdelegation",
-    "oauth_issuer",
-    "oauth_client_id",
-    "oauth_client_secret",
-    "oauth_scope",
-    "sslkeylogfile",
-];
+pub const REFUSED_KEYWORDS: &[&str] = &names::<{ count(true) }>(true);
 
-/// PG* variables and the keyword each one stands for.
-const ENV_VARS: &[(&str, &str)] = &[
-    ("PGHOST", "host"),
-    ("PGHOSTADDR", "hostaddr"),
-    ("PGPORT", "port"),
-    ("PGUSER", "user"),
-    ("PGPASSWORD", "password"),
-    ("PGDATABASE", "dbname"),
-    ("PGAPPNAME", "application_name"),
-    ("PGOPTIONS", "options"),
-    ("PGCONNECT_TIMEOUT", "connect_timeout"),
-    ("PGSSLMODE", "sslmode"),
-    ("PGSSLNEGOTIATION", "sslnegotiation"),
-    ("PGSSLROOTCERT", "sslrootcert"),
-    ("PGSSLCERT", "sslcert"),
-    ("PGSSLKEY", "sslkey"),
-    ("PGCHANNELBINDING", "channel_binding"),
-    ("PGTARGETSESSIONATTRS", "target_session_attrs"),
-    ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
-    ("PGPASSFILE", "passfile"),
-    ("PGREQUIREAUTH", "require_auth"),
-    ("PGSSLCRL", "sslcrl"),
-    ("PGSSLCRLDIR", "sslcrldir"),
-    ("PGSSLMINPROTOCOLVERSION", "ssl_min_protocol_version"),
-    ("PGSSLMAXPROTOCOLVERSION", "ssl_max_protocol_version"),
-    ("PGSSLCERTMODE", "sslcertmode"),
-    ("PGSSLSNI", "sslsni"),
-    ("PGREQUIREPEER", "requirepeer"),
-    ("PGGSSENCMODE", "gssencmode"),
-    ("PGCLIENTENCODING", "client_encoding"),
-    ("PGKRBSRVNAME", "krbsrvname"),
-    ("PGGSSLIB", "gsslib"),
-    ("PGSSLCOMPRESSION", "sslcompression"),
-    ("PGSERVICEFILE", "servicefile"),
-    ("PGMINPROTOCOLVERSION", "min_protocol_version"),
-    ("PGMAXPROTOCOLVERSION", "max_protocol_version"),
-    // Variables for settings this library refuses: set, they are refused too.
-    ("PGGSSDELEGATION", "gssdelegation"),
-];
-
-/// Why a libpq keyword is refused, for its error message.
-fn unsupported_why(key: &str) -> &'static str {
-    match key {
-        "sslkeylogfile" => ": writing TLS keys to a file is not implemented",
-        "scram_client_key" | "scram_server_key" => ": pass the password instead",
-        "gssdelegation" => ": GSSAPI is not supported",
-        _ if key.starts_with("oauth_") => ": OAuth authentication is not implemented",
-        _ => "",
+/// How many keywords of [`TABLE`] are refused (`refused`) or accepted.
+const fn count(refused: bool) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < TABLE.len() {
+        if matches!(TABLE[i].set, Set::Refused(_)) == refused {
+            n += 1;
+        }
+        i += 1;
     }
+    n
+}
+
+/// The names of the keywords of [`TABLE`] that are refused (`refused`) or
+/// accepted, in the table's order.
+const fn names<const N: usize>(refused: bool) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut n = 0;
+    let mut i = 0;
+    while i < TABLE.len() {
+        if matches!(TABLE[i].set, Set::Refused(_)) == refused {
+            out[n] = TABLE[i].name;
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// One of `options`' names, or `expected`.
+fn choice<T: Copy>(value: &str, options: &[(&str, T)], expected: &'static str) -> Result<T, Why> {
+    options
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or(Cow::Borrowed(expected))
 }
 
 /// A path setting; libpq treats an empty value as unset.
@@ -477,11 +449,15 @@ mod tests {
         for key in KEYWORDS.iter().filter(|k| **k != "service") {
             assert!(fresh.is_unset(key, &fresh), "{key}");
         }
-        for (var, key) in ENV_VARS {
-            assert!(
-                KEYWORDS.contains(key) || REFUSED_KEYWORDS.contains(key),
-                "{var} names {key}"
-            );
-        }
+        // One row per keyword and per variable.
+        let mut names: Vec<&str> = TABLE.iter().map(|k| k.name).collect();
+        let mut vars: Vec<&str> = TABLE.iter().filter_map(|k| k.env).collect();
+        let (n, v) = (names.len(), vars.len());
+        names.sort_unstable();
+        names.dedup();
+        vars.sort_unstable();
+        vars.dedup();
+        assert_eq!((names.len(), vars.len()), (n, v));
+        assert_eq!(n, KEYWORDS.len() + REFUSED_KEYWORDS.len());
     }
 }

@@ -9,7 +9,6 @@ mod keywords;
 mod negotiate;
 mod peer;
 mod pgpass;
-mod require_auth;
 mod service;
 mod startup;
 mod tls;
@@ -19,6 +18,7 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 
+use crate::cancel::{Cancel, CancelFuture};
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::session::Session;
@@ -26,14 +26,14 @@ use crate::transport::{
     KeepaliveOptions, MaybeTls, Socket, SocketOptions, TcpTransport, Transport, UnixTransport,
 };
 
+pub use crate::cancel::CancelToken;
+pub use crate::session::{AuthMethod, AuthRequirement, RequireAuth};
 pub use config::{
     ChannelBinding, Config, GssEncMode, Keepalive, LoadBalanceHosts, ProtocolVersion, Replication,
     SslCertMode, SslMode, SslNegotiation, TargetSessionAttrs, TlsVersion,
 };
 pub use hosts::{DialTarget, HostEntry, get_hosts, is_unix_socket, unix_socket_path};
 pub use keywords::{KEYWORDS, REFUSED_KEYWORDS};
-pub use require_auth::{AuthRequirement, RequireAuth};
-pub use startup::AuthMethod;
 
 use negotiate::SslAnswer;
 use tls::TlsSetup;
@@ -134,11 +134,11 @@ async fn connect_host(
                 auth_method,
             };
             if let Some(key) = client.session().backend_key().cloned() {
-                client.cancel_token = Some(CancelToken {
+                client.cancel_token = Some(CancelToken::new(CancelTarget {
                     config: config.clone(),
                     info: info.clone(),
                     key,
-                });
+                }));
             }
             Ok::<_, Error>((client, info))
         };
@@ -385,21 +385,27 @@ async fn ask(client: &mut Client, sql: &str) -> Result<String, Error> {
         .unwrap_or_default())
 }
 
-/// What [`cancel`] needs, kept by a connection made with [`connect`].
-#[derive(Debug, Clone)]
-pub struct CancelToken {
+/// The connection a [`CancelToken`] cancels: where it was made, and its key.
+struct CancelTarget {
     config: Config,
     info: ConnectInfo,
     key: crate::session::BackendKey,
 }
 
-impl CancelToken {
-    /// Sends a CancelRequest for the connection this token came from.
-    ///
-    /// # Errors
-    /// As [`cancel`].
-    pub async fn cancel(&self) -> Result<(), Error> {
-        cancel(&self.config, &self.info, &self.key).await
+impl std::fmt::Debug for CancelTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // As the token itself: the token's Debug shows its target.
+        f.debug_struct("CancelToken")
+            .field("config", &self.config)
+            .field("info", &self.info)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Cancel for CancelTarget {
+    fn cancel(&self) -> CancelFuture<'_> {
+        Box::pin(cancel(&self.config, &self.info, &self.key))
     }
 }
 

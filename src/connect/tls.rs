@@ -62,6 +62,60 @@ impl TlsAttempt {
     }
 }
 
+/// The server-certificate verifier for `verify`, with the labels of its
+/// roots and CRLs for error messages (empty when unused).
+///
+/// # Errors
+/// Kind `Config` when verify-ca/verify-full has no root certificate, or a
+/// root or CRL file cannot be read or parsed.
+fn server_verifier(
+    config: &Config,
+    verify: Verify,
+    root_file: Option<PathBuf>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<(Arc<dyn ServerCertVerifier>, String, String), Error> {
+    if verify == Verify::DangerNone {
+        let verifier = Arc::new(DangerAcceptAnyCertificate(provider));
+        return Ok((verifier, String::new(), String::new()));
+    }
+    let Some(path) = root_file else {
+        return Err(Error::config(format!(
+            "sslmode={} needs a root certificate: set sslrootcert to the CA file \
+             (or put it at ~/.postgresql/root.crt), or use sslmode=require",
+            mode_name(config.ssl_mode)
+        )));
+    };
+    let system = path == Path::new(SYSTEM_ROOTS);
+    let (roots, anchors, roots_label) = if system {
+        let label = "the system's trusted roots (sslrootcert=system)".to_owned();
+        (system_roots()?, Vec::new(), label)
+    } else {
+        let (roots, anchors) = load_roots(&path)?;
+        (roots, anchors, format!("sslrootcert {}", path.display()))
+    };
+    let mut builder = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider);
+    // libpq loads CRLs only beside a root certificate file.
+    let (crls, label) = if system {
+        (Vec::new(), String::new())
+    } else {
+        load_crls(config)?
+    };
+    let mut crls_label = String::new();
+    if !crls.is_empty() {
+        crls_label = label;
+        builder = builder.with_crls(crls);
+    }
+    let webpki = builder
+        .build()
+        .map_err(|e| Error::config(format!("sslrootcert {}: {e}", path.display())))?;
+    let verifier = Arc::new(PgVerifier {
+        webpki,
+        check_name: verify == Verify::Full,
+        anchors,
+    });
+    Ok((verifier, roots_label, crls_label))
+}
+
 impl TlsSetup {
     /// Builds the TLS configuration for `config`.
     ///
@@ -89,48 +143,7 @@ impl TlsSetup {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&protocol_versions(versions))
             .map_err(|e| Error::config(format!("TLS setup: {e}")))?;
-        let mut roots_label = String::new();
-        let mut crls_label = String::new();
-        let verifier: Arc<dyn ServerCertVerifier> = match verify {
-            Verify::DangerNone => Arc::new(DangerAcceptAnyCertificate(provider)),
-            Verify::Ca | Verify::Full => {
-                let Some(path) = root_file else {
-                    return Err(Error::config(format!(
-                        "sslmode={} needs a root certificate: set sslrootcert to the CA file \
-                         (or put it at ~/.postgresql/root.crt), or use sslmode=require",
-                        mode_name(config.ssl_mode)
-                    )));
-                };
-                let system = path == Path::new(SYSTEM_ROOTS);
-                let (roots, anchors) = if system {
-                    roots_label = "the system's trusted roots (sslrootcert=system)".to_owned();
-                    (system_roots()?, Vec::new())
-                } else {
-                    roots_label = format!("sslrootcert {}", path.display());
-                    load_roots(&path)?
-                };
-                let mut builder =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider);
-                // libpq loads CRLs only beside a root certificate file.
-                let (crls, label) = if system {
-                    (Vec::new(), String::new())
-                } else {
-                    load_crls(config)?
-                };
-                if !crls.is_empty() {
-                    crls_label = label;
-                    builder = builder.with_crls(crls);
-                }
-                let webpki = builder
-                    .build()
-                    .map_err(|e| Error::config(format!("sslrootcert {}: {e}", path.display())))?;
-                Arc::new(PgVerifier {
-                    webpki,
-                    check_name: verify == Verify::Full,
-                    anchors,
-                })
-            }
-        };
+        let (verifier, roots, crls) = server_verifier(config, verify, root_file, provider)?;
         let builder = builder
             .dangerous()
             .with_custom_certificate_verifier(verifier);
@@ -150,8 +163,8 @@ impl TlsSetup {
         Ok(Self {
             config: Arc::new(tls),
             verify,
-            roots: roots_label,
-            crls: crls_label,
+            roots,
+            crls,
             versions,
         })
     }

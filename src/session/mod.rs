@@ -24,7 +24,9 @@ pub mod copy;
 mod dispatch;
 mod effects;
 mod receive;
+mod require_auth;
 mod rows;
+mod startup;
 mod state;
 mod version;
 
@@ -40,7 +42,11 @@ use crate::protocol::{DbError, EncodeError, TransactionStatus, frontend};
 
 pub use crate::protocol::frontend::ProtocolVersion;
 pub use dispatch::{Notification, NotificationDelivery, NotificationQueue};
+pub use require_auth::{AuthRequirement, RequireAuth};
 pub use rows::{RowBuffer, RowCounter, RowSink};
+pub use startup::{
+    AuthMethod, ChannelBinding, StartupAuth, StartupSettings, StartupStep, TlsFacts,
+};
 pub use state::{Event, InvalidTransition, State};
 
 use dispatch::{Dispatch, NoticeSink};
