@@ -5,10 +5,19 @@
 //! notification dispatch.
 //!
 //! ```text
-//!  protocol/  sans-IO: bytes -> Message<B>, frontend messages -> bytes
-//!  buffer/    RecvBuf (read position, deferred compaction), SendBuf
-//!  session/   sans-IO connection core: state machine, next_message(), dispatch
-//!  error      one Error with a matchable ErrorKind
+//!  sans-IO core (no tokio, no sockets, no clocks, no randomness)
+//!   protocol/   bytes -> Message<B>, frontend messages -> bytes, limits, SCRAM/MD5
+//!   buffer/     RecvBuf (read position, deferred compaction), SendBuf
+//!   session/    Session: state machine, next_message(), dispatch, protocol versions,
+//!               StartupAuth (startup + authentication), copy::{CopyIn, CopyOut}
+//!   error       one Error with a matchable ErrorKind
+//!  async shell (tokio)
+//!   transport/  Transport trait; TCP, Unix, TLS (rustls), turmoil (feature `sim`)
+//!   connect/    Config (libpq keywords, URL, PG*, service, pgpass), hosts, SSL, startup driver
+//!   conn        Connection: reads, writes, simple_query, ping, liveness probes
+//!   copy/       COPY OUT (sinks, Stream) and COPY IN (sources, the receive watch)
+//!   notify      LISTEN / NOTIFY
+//!   cancel      CancelToken
 //! ```
 //!
 //! The core is a value you feed: give a [`Session`] bytes, take messages out.

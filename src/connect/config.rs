@@ -1,5 +1,6 @@
 //! Connection settings: parsed from a libpq URL or `key=value` string, filled in
-//! from PG* environment variables, or built with the typed setters.
+//! from PG* environment variables, or set one keyword at a time with
+//! `Config::set` (libpq's names and value rules; see `keywords.rs`).
 //!
 //! Precedence is libpq's: a value in the connection string wins over the
 //! environment, which wins over the built-in default. The password file is read
