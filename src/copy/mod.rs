@@ -80,6 +80,9 @@ impl<T: Transport> Stream for CopyOutStream<'_, T> {
         if this.done {
             return Poll::Ready(None);
         }
+        if let Some(data) = this.copy.next_data(&mut this.conn.session) {
+            return Poll::Ready(Some(Ok(data)));
+        }
         loop {
             let event = match this.copy.next(&mut this.conn.session) {
                 Some(event) => event,
@@ -210,6 +213,13 @@ impl<T: Transport> Connection<T> {
             return self.end(Err(e));
         }
         loop {
+            // The hot path: one payload, no event built.
+            if let Some(data) = copy.next_data(&mut self.session) {
+                if let Err(e) = sink.take(data).await {
+                    copy.sink_failed(e.into());
+                }
+                continue;
+            }
             let event = match copy.next(&mut self.session) {
                 Some(event) => event,
                 None => match self.refill().await {

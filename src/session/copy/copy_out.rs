@@ -27,9 +27,15 @@ enum Phase {
 
 /// One `COPY … TO STDOUT`, without I/O: call [`CopyOut::next`] until it
 /// returns `None` (read more, then call again) or [`CopyOutEvent::Done`].
+/// A driver that wants the per-row path at its cheapest calls
+/// [`CopyOut::next_data`] first and [`CopyOut::next`] when it has nothing.
 #[derive(Debug)]
 pub struct CopyOut {
     phase: Phase,
+    /// Data flows and nothing failed: the fast path may hand out CopyData.
+    fast: bool,
+    /// A bad header met on the fast path, reported by the next [`CopyOut::next`].
+    broken: Option<Error>,
     joined: bool,
     rows: Option<u64>,
     /// The first failure (the sink's or the server's); data after it is
@@ -48,6 +54,8 @@ impl CopyOut {
         session.query(sql)?;
         Ok(Self {
             phase: Phase::Starting(Start::new(false)),
+            fast: false,
+            broken: None,
             joined,
             rows: None,
             first: None,
@@ -67,25 +75,40 @@ impl CopyOut {
     /// After [`CopyOutEvent::Done`], `None` for good.
     #[inline]
     pub fn next(&mut self, session: &mut Session) -> Option<CopyOutEvent> {
-        // The hot path: CopyData straight out, no Message built.
-        if matches!(self.phase, Phase::Data) && self.first.is_none() {
-            let next = if self.joined {
-                session.next_copy_data_joined()
-            } else {
-                session.next_copy_data()
-            };
-            match next {
-                Ok(Some(data)) => return Some(CopyOutEvent::Data(data)),
-                Ok(None) => {}
-                Err(e) => return Some(self.interrupted(e)),
-            }
+        if let Some(data) = self.next_data(session) {
+            return Some(CopyOutEvent::Data(data));
         }
         self.next_message(session)
+    }
+
+    /// The per-row fast path alone: the next payload if the next buffered
+    /// message is a complete CopyData and the COPY is handing data out;
+    /// `None` for anything else (then call [`CopyOut::next`], which also
+    /// reports a bad header met here). Builds no `Message` and no event.
+    #[inline]
+    pub fn next_data(&mut self, session: &mut Session) -> Option<Bytes> {
+        if !self.fast {
+            return None;
+        }
+        let next = if self.joined {
+            session.next_copy_data_joined()
+        } else {
+            session.next_copy_data()
+        };
+        match next {
+            Ok(data) => data,
+            Err(e) => {
+                self.fast = false;
+                self.broken = Some(e);
+                None
+            }
+        }
     }
 
     /// The sink refused data: its error becomes the outcome (kind
     /// `Callback`), and the rest of the COPY is read and dropped.
     pub fn sink_failed(&mut self, error: BoxError) {
+        self.fast = false;
         if self.first.is_none() {
             self.first = Some(Error::callback("COPY OUT sink failed", error));
         }
@@ -95,10 +118,14 @@ impl CopyOut {
     /// failure reported and `error` attached to it.
     pub fn interrupted(&mut self, error: Error) -> CopyOutEvent {
         self.phase = Phase::Done;
+        self.fast = false;
         CopyOutEvent::Done(Err(attach(self.first.take(), error)))
     }
 
     fn next_message(&mut self, session: &mut Session) -> Option<CopyOutEvent> {
+        if let Some(e) = self.broken.take() {
+            return Some(self.interrupted(e));
+        }
         loop {
             if matches!(self.phase, Phase::Done) {
                 return None;
@@ -114,6 +141,7 @@ impl CopyOut {
                     // Back to the fast path for the data that follows.
                     Started::Copying => {
                         self.phase = Phase::Data;
+                        self.fast = true;
                         return self.next(session);
                     }
                     Started::Refused(e) => {
@@ -143,7 +171,10 @@ impl CopyOut {
             };
             match start.on_message(session, msg) {
                 Started::Waiting => {}
-                Started::Copying => self.phase = Phase::Data,
+                Started::Copying => {
+                    self.phase = Phase::Data;
+                    self.fast = true;
+                }
                 Started::Refused(e) => {
                     self.phase = Phase::Done;
                     return Some(Err(e));
@@ -161,11 +192,13 @@ impl CopyOut {
             }
             Message::CommandComplete { tag } => self.rows = Some(copy_rows(&tag)),
             Message::ErrorResponse(fields) => {
+                self.fast = false;
                 self.first
                     .get_or_insert_with(|| Error::server(fields.to_db_error()));
             }
             Message::ReadyForQuery(_) => {
                 self.phase = Phase::Done;
+                self.fast = false;
                 let rows = self.rows.unwrap_or(0);
                 return Some(CopyOutEvent::Done(first_cause(self.first.take(), Ok(rows))));
             }
