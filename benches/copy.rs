@@ -320,7 +320,7 @@ fn pgt_conninfo(env: &Env, sock: Sock) -> String {
     }
 }
 
-async fn pgt_connect(env: &Env, sock: Sock) -> Result<pg_transport::Client, String> {
+async fn pgt_connect(env: &Env, sock: Sock) -> Result<pg_transport::DefaultConnection, String> {
     let config: pg_transport::Config = pgt_conninfo(env, sock)
         .parse()
         .map_err(|e: pg_transport::Error| e.to_string())?;
@@ -429,7 +429,7 @@ async fn abort_case(env: &Env, case: Case) -> Result<Outcome, String> {
 }
 
 /// The server backend's pid, to read its CPU time from /proc.
-async fn pgt_backend_pid(c: &mut pg_transport::Client) -> Option<u32> {
+async fn pgt_backend_pid(c: &mut pg_transport::DefaultConnection) -> Option<u32> {
     let results = c.simple_query("SELECT pg_backend_pid()").await.ok()?;
     results
         .first()?

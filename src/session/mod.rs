@@ -321,9 +321,22 @@ impl Session {
         self.core.dispatch.queue.poll_pop(cx)
     }
 
-    /// The notification queue (read-only).
-    pub fn notifications(&self) -> &NotificationQueue {
+    /// The notification queue, read-only: how many notifications wait
+    /// ([`NotificationQueue::len`]), how many were dropped. Pull from it with
+    /// [`Session::pop_notification`]; on a connection,
+    /// [`Connection::notifications`](crate::Connection::notifications) is the
+    /// `Stream` that also reads from the socket. Never fails.
+    pub fn notification_queue(&self) -> &NotificationQueue {
         &self.core.dispatch.queue
+    }
+
+    /// The former name of [`Session::notification_queue`], kept for one
+    /// release.
+    #[deprecated(
+        note = "renamed to `notification_queue`; `Connection::notifications` is the notification `Stream`"
+    )]
+    pub fn notifications(&self) -> &NotificationQueue {
+        self.notification_queue()
     }
 
     /// Chooses how notifications are delivered (queue, callback, or both).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pg_transport::transport::{MaybeTls, Socket, SocketOptions, TcpTransport};
-use pg_transport::{BulkRead, Client, State};
+use pg_transport::{BulkRead, DefaultConnection, State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::*;
@@ -56,7 +56,7 @@ fn low_water(fd: RawFd) -> i32 {
 }
 
 /// The TCP socket's descriptor, under TLS or not.
-fn tcp_fd(c: &Client) -> RawFd {
+fn tcp_fd(c: &DefaultConnection) -> RawFd {
     let socket = match c.transport() {
         Some(MaybeTls::Plain(s)) => s,
         Some(MaybeTls::Tls(t)) => t.get_ref(),
@@ -68,17 +68,21 @@ fn tcp_fd(c: &Client) -> RawFd {
     }
 }
 
-async fn tcp_client(params: &str) -> Client {
+async fn tcp_client(params: &str) -> DefaultConnection {
     crate::client(&cluster().url(TRUST_USER, None, params)).await
 }
 
 /// COPY OUT under `client`'s settings: the bytes delivered, and the largest
 /// mark seen on `fd` from inside the sink (when given).
-async fn copy_watching(client: &mut Client, fd: Option<RawFd>) -> (Vec<u8>, i32) {
+async fn copy_watching(client: &mut DefaultConnection, fd: Option<RawFd>) -> (Vec<u8>, i32) {
     copy_sql_watching(client, COPY, fd).await
 }
 
-async fn copy_sql_watching(client: &mut Client, sql: &str, fd: Option<RawFd>) -> (Vec<u8>, i32) {
+async fn copy_sql_watching(
+    client: &mut DefaultConnection,
+    sql: &str,
+    fd: Option<RawFd>,
+) -> (Vec<u8>, i32) {
     let (mut got, mut most) = (Vec::new(), 0);
     let rows = tokio::time::timeout(
         Duration::from_secs(60),
@@ -153,7 +157,7 @@ async fn copy_out_over_tls_sets_the_mark_underneath_and_delivers_every_byte() {
     assert_eq!(r[0].rows, vec![vec![Some("2".to_owned())]]);
 }
 
-fn bulk_waits(c: &Client) -> u64 {
+fn bulk_waits(c: &DefaultConnection) -> u64 {
     match c.transport() {
         Some(MaybeTls::Plain(Socket::Unix(u))) => u.bulk_waits(),
         other => panic!("expected a Unix socket, got {other:?}"),

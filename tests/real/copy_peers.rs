@@ -72,7 +72,7 @@ pub(crate) async fn start(s: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
     assert_eq!(tag, b'Q');
 }
 
-async fn client(port: u16) -> pg_transport::Client {
+async fn client(port: u16) -> pg_transport::DefaultConnection {
     let config: pg_transport::Config = format!("host=127.0.0.1 port={port} user=u sslmode=disable")
         .parse()
         .unwrap();
