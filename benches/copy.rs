@@ -459,11 +459,12 @@ fn parse_bulk(spec: &str) -> Result<Option<pg_transport::BulkRead>, String> {
     let [after, low_water, us] = n[..] else {
         return Err(bad());
     };
-    Ok(Some(pg_transport::BulkRead {
-        after: after as usize,
-        low_water: low_water as usize,
-        max_wait: Duration::from_micros(us),
-    }))
+    Ok(Some(
+        pg_transport::BulkRead::DEFAULT
+            .after(after as usize)
+            .low_water(low_water as usize)
+            .max_wait(Duration::from_micros(us)),
+    ))
 }
 
 async fn pgt_case(env: &Env, case: Case) -> Result<Outcome, String> {

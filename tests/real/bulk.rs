@@ -30,11 +30,10 @@ fn expected_copy_text() -> Vec<u8> {
 }
 
 /// Small enough that the 4.7 MB above spends most of its time under the mark.
-const EAGER: BulkRead = BulkRead {
-    after: 256 << 10,
-    low_water: 256 << 10,
-    max_wait: Duration::from_micros(300),
-};
+const EAGER: BulkRead = BulkRead::DEFAULT
+    .after(256 << 10)
+    .low_water(256 << 10)
+    .max_wait(Duration::from_micros(300));
 
 /// SO_RCVLOWAT of a socket, as the kernel reports it.
 fn low_water(fd: RawFd) -> i32 {
@@ -303,10 +302,7 @@ async fn paused_unix_peer(
 async fn a_paused_server_costs_a_unix_bulk_read_a_few_timed_waits_not_one_per_tick() {
     let (dir, conninfo, peer) = paused_unix_peer(Duration::from_millis(500)).await;
     let mut c = crate::client(&conninfo).await;
-    c.set_bulk_read(Some(BulkRead {
-        after: 64 << 10,
-        ..EAGER
-    }));
+    c.set_bulk_read(Some(EAGER.after(64 << 10)));
     let mut total = 0;
     let rows = tokio::time::timeout(
         Duration::from_secs(30),

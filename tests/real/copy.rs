@@ -78,10 +78,7 @@ async fn j99_copy_in_of_valid_data_reports_the_row_count() {
     let pulled = Arc::new(AtomicU64::new(0));
     let mut seen = Vec::new();
     let mut progress = |p: pg_transport::CopyProgress| seen.push(p);
-    let options = pg_transport::CopyInOptions {
-        progress: Some(&mut progress),
-        ..Default::default()
-    };
+    let options = pg_transport::CopyInOptions::default().progress(&mut progress);
     let rows = c
         .copy_in_with(
             "COPY j99 FROM STDIN",
