@@ -320,7 +320,7 @@ fn pgt_conninfo(env: &Env, sock: Sock) -> String {
     }
 }
 
-async fn pgt_connect(env: &Env, sock: Sock) -> Result<pg_transport::Client, String> {
+async fn pgt_connect(env: &Env, sock: Sock) -> Result<pg_transport::DefaultConnection, String> {
     let config: pg_transport::Config = pgt_conninfo(env, sock)
         .parse()
         .map_err(|e: pg_transport::Error| e.to_string())?;
@@ -429,7 +429,7 @@ async fn abort_case(env: &Env, case: Case) -> Result<Outcome, String> {
 }
 
 /// The server backend's pid, to read its CPU time from /proc.
-async fn pgt_backend_pid(c: &mut pg_transport::Client) -> Option<u32> {
+async fn pgt_backend_pid(c: &mut pg_transport::DefaultConnection) -> Option<u32> {
     let results = c.simple_query("SELECT pg_backend_pid()").await.ok()?;
     results
         .first()?
@@ -459,11 +459,12 @@ fn parse_bulk(spec: &str) -> Result<Option<pg_transport::BulkRead>, String> {
     let [after, low_water, us] = n[..] else {
         return Err(bad());
     };
-    Ok(Some(pg_transport::BulkRead {
-        after: after as usize,
-        low_water: low_water as usize,
-        max_wait: Duration::from_micros(us),
-    }))
+    Ok(Some(
+        pg_transport::BulkRead::DEFAULT
+            .after(after as usize)
+            .low_water(low_water as usize)
+            .max_wait(Duration::from_micros(us)),
+    ))
 }
 
 async fn pgt_case(env: &Env, case: Case) -> Result<Outcome, String> {

@@ -270,10 +270,7 @@ fn run_borrowed(buf: &[u8]) -> (u64, usize) {
 
 /// A session in `Busy` right after `query("SELECT *")`, nothing buffered.
 fn busy_session() -> Session {
-    let mut s = Session::new(SessionConfig {
-        max_message_len: DEFAULT_MAX_MESSAGE_LEN,
-        ..SessionConfig::default()
-    });
+    let mut s = Session::new(SessionConfig::default().max_message_len(DEFAULT_MAX_MESSAGE_LEN));
     s.startup(&[("user", "u")]).expect("startup");
     s.send_buf().clear();
     s.feed(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I").expect("feed");

@@ -26,10 +26,7 @@ async fn main() -> ExitCode {
         let config = pg_transport::Config::parse_with_env(&conninfo)?;
         let (mut client, _) = pg_transport::connect(&config).await?;
         let mut bar = |p: CopyProgress| draw(p, total);
-        let options = CopyInOptions {
-            progress: Some(&mut bar),
-            ..CopyInOptions::default()
-        };
+        let options = CopyInOptions::default().progress(&mut bar);
         let rows = client
             .copy_in_with(&sql, source_reader(file, 256 * 1024), options)
             .await?;

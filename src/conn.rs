@@ -24,6 +24,7 @@ use crate::transport::{BulkRead, TlsInfo, Transport};
 
 /// One statement's result from [`Connection::simple_query`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct QueryResult {
     /// Column names (empty for statements without rows).
     pub columns: Vec<String>,

@@ -56,7 +56,9 @@ pub mod transport;
 
 pub use cancel::CancelToken;
 pub use conn::{Connection, QueryResult};
-pub use connect::{Client, Config, ConnectInfo, connect};
+#[expect(deprecated, reason = "`Client` stays reachable for one release")]
+pub use connect::Client;
+pub use connect::{Config, ConnectInfo, DefaultConnection, connect};
 pub use copy::{
     CopyInOptions, CopyOutStream, CopyProgress, CopySource, source_fn, source_reader, source_stream,
 };

@@ -87,8 +87,17 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// A `Stream` of notifications, reading from the idle connection as needed.
-    /// It ends after an error that closed the connection.
+    /// A `Stream` of notifications, reading from the idle connection as needed:
+    /// each item is what [`Connection::wait_notification`] without a timeout
+    /// returns (the session's queue, [`Session::notification_queue`], first).
+    /// It ends (`None`) after an error that closed the connection. Dropping
+    /// it loses nothing. The stream borrows the connection mutably, so no
+    /// operation can run while it lives.
+    ///
+    /// # Errors
+    /// Items: as [`Connection::wait_notification`].
+    ///
+    /// [`Session::notification_queue`]: crate::Session::notification_queue
     pub fn notifications(&mut self) -> Notifications<'_, T> {
         Notifications {
             conn: self,
@@ -126,7 +135,7 @@ impl<T: Transport> Connection<T> {
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            if !self.session.notifications().is_empty() {
+            if !self.session.notification_queue().is_empty() {
                 continue;
             }
             match self.poll_fill(cx) {

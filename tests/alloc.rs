@@ -213,12 +213,9 @@ fn a_declared_length_does_not_reserve_memory() {
         .unwrap();
     rt.block_on(async {
         let (client_end, mut server) = UnixStream::pair().unwrap();
-        let config = SessionConfig {
-            // Above the declared length, so the cap does not refuse the
-            // header and only the buffer's growth is under test.
-            max_message_len: DECLARED + (256 << 20),
-            ..SessionConfig::default()
-        };
+        // Above the declared length, so the cap does not refuse the
+        // header and only the buffer's growth is under test.
+        let config = SessionConfig::default().max_message_len(DECLARED + (256 << 20));
         let mut session = Session::new(config);
         session.startup(&[("user", "u")]).unwrap();
         session.send_buf().clear();

@@ -393,10 +393,7 @@ pub(crate) async fn with_pg_transport(
     let mut generator = Generator::new(total, mark, chunk);
     let mut last_progress = CopyProgress::default();
     let mut on_progress = |p: CopyProgress| last_progress = p;
-    let options = CopyInOptions {
-        progress: Some(&mut on_progress),
-        ..CopyInOptions::default()
-    };
+    let options = CopyInOptions::default().progress(&mut on_progress);
     let start = Instant::now();
     let written_before = counters.written.load(Ordering::Relaxed);
     let result = client

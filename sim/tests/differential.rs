@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pg_transport::{Client, Config};
+use pg_transport::{Config, DefaultConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -403,7 +403,7 @@ async fn run(
     .parse()
     .unwrap();
     config.password = password.map(str::to_owned);
-    let mut client: Client = match pg_transport::connect(&config).await {
+    let mut client: DefaultConnection = match pg_transport::connect(&config).await {
         Ok((client, _)) => client,
         Err(e) => {
             return format!(
@@ -458,7 +458,7 @@ async fn run(
 }
 
 /// The superuser over the Unix socket, for the real server's side of a fixture.
-async fn admin() -> Client {
+async fn admin() -> DefaultConnection {
     pg_transport::connect(&cluster().socket_conninfo(TRUST_USER, "").parse().unwrap())
         .await
         .unwrap()

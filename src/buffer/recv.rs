@@ -5,6 +5,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 /// Sizing of a [`RecvBuf`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecvBufConfig {
     /// Read size to start with. The buffer starts with (and shrinks back to)
     /// twice this capacity, so a partial message left at the end rarely forces

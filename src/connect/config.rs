@@ -18,6 +18,7 @@ use crate::session::RequireAuth;
 
 /// How hard to insist on TLS (libpq's `sslmode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SslMode {
     /// Never TLS.
     Disable,
@@ -36,6 +37,7 @@ pub enum SslMode {
 
 /// How TLS is started (`sslnegotiation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SslNegotiation {
     /// SSLRequest first, then TLS on `S` (all server versions). The default.
     #[default]
@@ -48,6 +50,7 @@ pub use crate::session::ChannelBinding;
 
 /// Which server in a host list is acceptable (`target_session_attrs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum TargetSessionAttrs {
     /// Any server. The default.
     #[default]
@@ -66,6 +69,7 @@ pub enum TargetSessionAttrs {
 
 /// Whether to try hosts in order or shuffled (`load_balance_hosts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum LoadBalanceHosts {
     /// In the order given. The default.
     #[default]
@@ -78,6 +82,7 @@ pub enum LoadBalanceHosts {
 /// `ssl_max_protocol_version`. rustls speaks TLS 1.2 and 1.3 only, so libpq's
 /// `TLSv1` and `TLSv1.1` are refused rather than silently raised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum TlsVersion {
     /// `TLSv1.2`.
     Tls12,
@@ -98,6 +103,7 @@ impl TlsVersion {
 /// Whether a client certificate may be sent, and whether the server must ask
 /// for one (`sslcertmode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SslCertMode {
     /// Never send a client certificate, even if one is configured.
     Disable,
@@ -113,6 +119,7 @@ pub enum SslCertMode {
 /// libpq built without it, `prefer` (the default) and `disable` never use it
 /// and `require` is refused when the setting is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum GssEncMode {
     /// Never GSSAPI encryption.
     Disable,
@@ -124,6 +131,7 @@ pub enum GssEncMode {
 /// A replication connection (`replication`): sent to the server in the
 /// startup packet, which then accepts replication commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Replication {
     /// Physical replication (`replication=true`).
     Physical,
@@ -161,6 +169,7 @@ impl Default for Keepalive {
 /// cannot honour are refused by [`Config::set`] with an error naming them
 /// (the README's table lists each).
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Host names, IP addresses, or Unix-socket directories (start with `/` or `@`).
     pub hosts: Vec<String>,

@@ -92,7 +92,11 @@ pub fn unix_socket_path(dir: &str, port: u16) -> String {
 /// or there is one per host (checked by [`Config::validate`]). With no host at
 /// all, one entry from the defaults: the Unix-socket directory if it exists,
 /// else `localhost`. Port 0 means 5432.
-pub fn get_hosts(config: &Config) -> Vec<HostEntry> {
+///
+/// Pure: reads no file and resolves no name (only the default host looks at
+/// the file system, for the socket directory). Never fails: a port list that
+/// does not fit the hosts is [`Config::validate`]'s error, not this one's.
+pub fn host_list(config: &Config) -> Vec<HostEntry> {
     let count = config.hosts.len().max(config.hostaddrs.len());
     let port_for = |i: usize| {
         let port = match config.ports.as_slice() {
@@ -126,6 +130,12 @@ pub fn get_hosts(config: &Config) -> Vec<HostEntry> {
             }
         })
         .collect()
+}
+
+/// The former name of [`host_list`], kept for one release.
+#[deprecated(note = "renamed to `host_list` (Rust naming: no `get_` prefix)")]
+pub fn get_hosts(config: &Config) -> Vec<HostEntry> {
+    host_list(config)
 }
 
 /// libpq's compiled-in default: the Debian socket directory, else /tmp, else localhost.

@@ -32,14 +32,28 @@ pub use config::{
     ChannelBinding, Config, GssEncMode, Keepalive, LoadBalanceHosts, ProtocolVersion, Replication,
     SslCertMode, SslMode, SslNegotiation, TargetSessionAttrs, TlsVersion,
 };
-pub use hosts::{DialTarget, HostEntry, get_hosts, is_unix_socket, unix_socket_path};
+#[expect(deprecated, reason = "`get_hosts` stays reachable for one release")]
+pub use hosts::get_hosts;
+pub use hosts::{DialTarget, HostEntry, host_list, is_unix_socket, unix_socket_path};
 pub use keywords::{KEYWORDS, REFUSED_KEYWORDS};
 
 use negotiate::SslAnswer;
 use tls::TlsSetup;
 
-/// A connection from [`connect`].
-pub type Client = Connection<MaybeTls<Socket>>;
+/// The connection [`connect`] returns: a [`Connection`] over a TCP or
+/// Unix-domain socket ([`Socket`]), with or without TLS ([`MaybeTls`]).
+///
+/// It is the connection itself, not a handle to one: operations take it by
+/// `&mut`, one at a time (unlike tokio-postgres, whose `Client` is a handle
+/// to a connection driven by another task). To share it between tasks, move
+/// it into one task or put it behind a `tokio::sync::Mutex`.
+pub type DefaultConnection = Connection<MaybeTls<Socket>>;
+
+/// The former name of [`DefaultConnection`], kept for one release.
+#[deprecated(
+    note = "renamed to `DefaultConnection`: it is the connection itself, not a tokio-postgres-style handle"
+)]
+pub type Client = DefaultConnection;
 
 /// What [`connect`] settled on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +76,7 @@ pub struct ConnectInfo {
 /// its cause, inspectable through [`Error::host_errors`]. Settings that can
 /// never work (direct TLS with a weak sslmode, verify-ca without a root
 /// certificate) fail once, before any I/O.
-pub async fn connect(config: &Config) -> Result<(Client, ConnectInfo), Error> {
+pub async fn connect(config: &Config) -> Result<(DefaultConnection, ConnectInfo), Error> {
     let config = &*config.resolved()?;
     let tls = match config.ssl_mode {
         SslMode::Disable => None,
@@ -96,7 +110,7 @@ pub async fn connect(config: &Config) -> Result<(Client, ConnectInfo), Error> {
 /// (from the OS-seeded thread RNG, never a global seed) with
 /// `load_balance_hosts=random`.
 pub fn shuffled_hosts(config: &Config) -> Vec<HostEntry> {
-    let mut hosts = get_hosts(config);
+    let mut hosts = host_list(config);
     if config.load_balance_hosts == LoadBalanceHosts::Random {
         hosts.shuffle(&mut rand::rng());
     }
@@ -112,7 +126,7 @@ async fn connect_host(
     host: &HostEntry,
     want: TargetSessionAttrs,
     failures: &mut Vec<(String, Error)>,
-) -> Result<Option<(Client, ConnectInfo)>, Error> {
+) -> Result<Option<(DefaultConnection, ConnectInfo)>, Error> {
     let addrs = match resolve(host).await {
         Ok(a) => a,
         Err(e) => {
@@ -215,7 +229,7 @@ async fn connect_addr(
     tls: Option<&TlsSetup>,
     host: &HostEntry,
     addr: Option<SocketAddr>,
-) -> Result<(Client, AuthMethod), Error> {
+) -> Result<(DefaultConnection, AuthMethod), Error> {
     let use_tls = match (tls, config.ssl_mode) {
         (None, _) | (_, SslMode::Disable) => false,
         _ if host.is_unix() => false,
@@ -258,7 +272,7 @@ async fn attempt(
     tls: Option<&TlsSetup>,
     host: &HostEntry,
     addr: Option<SocketAddr>,
-) -> Result<(Client, AuthMethod), Error> {
+) -> Result<(DefaultConnection, AuthMethod), Error> {
     let socket = dial(config, host, addr).await?;
     establish(socket, config, tls, host).await
 }
@@ -344,7 +358,10 @@ async fn negotiate_ssl<T: Transport>(
 
 /// Checks the server matches `want`, from the ParameterStatus values PostgreSQL
 /// 14+ reports, or by asking.
-async fn check_session_attrs(client: &mut Client, want: TargetSessionAttrs) -> Result<(), Error> {
+async fn check_session_attrs(
+    client: &mut DefaultConnection,
+    want: TargetSessionAttrs,
+) -> Result<(), Error> {
     if want == TargetSessionAttrs::Any {
         return Ok(());
     }
@@ -376,7 +393,7 @@ async fn check_session_attrs(client: &mut Client, want: TargetSessionAttrs) -> R
     )))
 }
 
-async fn ask(client: &mut Client, sql: &str) -> Result<String, Error> {
+async fn ask(client: &mut DefaultConnection, sql: &str) -> Result<String, Error> {
     let results = client.simple_query(sql).await?;
     Ok(results
         .first()

@@ -62,7 +62,7 @@ impl<T: Transport> Connection<T> {
                     // The stream is mid-COPY: close it, and ask the server to stop
                     // the statement so it does not wait on a dead COPY.
                     self.session.close();
-                    self.cancel_after_timeout().await;
+                    cancel_after_timeout(self.cancel_token.clone()).await;
                     Err(Error::timeout(format!(
                         "COPY IN did not finish within {limit:?}"
                     )))
@@ -71,17 +71,6 @@ impl<T: Transport> Connection<T> {
             None => run.await,
         };
         self.end(result)
-    }
-
-    async fn cancel_after_timeout(&self) {
-        let Some(token) = self.cancel_token.clone() else {
-            return;
-        };
-        match tokio::time::timeout(COPY_CANCEL_WAIT, token.cancel()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not cancel the timed-out COPY"),
-            Err(_) => tracing::warn!("cancel request for the timed-out COPY did not complete"),
-        }
     }
 
     async fn run_copy_in<S: CopySource>(
@@ -292,6 +281,23 @@ impl<T: Transport> Connection<T> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(Error::io("flushing COPY data", e))),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// Asks the server to stop a COPY IN that timed out, through `token` (a
+/// connection made by `connect` has one); failures are only logged.
+///
+/// It takes the token, not `&Connection`: a `&Connection` held across the
+/// await would make `copy_in_with`'s future `Send` only if `Connection` were
+/// `Sync`, which it is not (the session's callbacks are `Send` only).
+async fn cancel_after_timeout(token: Option<crate::cancel::CancelToken>) {
+    let Some(token) = token else {
+        return;
+    };
+    match tokio::time::timeout(COPY_CANCEL_WAIT, token.cancel()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not cancel the timed-out COPY"),
+        Err(_) => tracing::warn!("cancel request for the timed-out COPY did not complete"),
     }
 }
 

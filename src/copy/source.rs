@@ -98,6 +98,7 @@ impl<R: AsyncRead + Unpin + Send> CopySource for ReaderSource<R> {
 
 /// How far a COPY IN has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct CopyProgress {
     /// Payload bytes handed to the transport.
     pub bytes: u64,
@@ -105,7 +106,23 @@ pub struct CopyProgress {
     pub rows: u64,
 }
 
-/// Settings of one COPY IN.
+/// Settings of one COPY IN, for [`Connection::copy_in_with`](crate::Connection::copy_in_with).
+///
+/// Start from [`CopyInOptions::default`] and chain the setters (the struct is
+/// `#[non_exhaustive]`, so other crates cannot build it as a literal):
+///
+/// ```
+/// # use std::time::Duration;
+/// # use pg_transport::{CopyInOptions, CopyProgress};
+/// let mut shown = 0;
+/// let mut progress = |p: CopyProgress| shown = p.rows;
+/// let options = CopyInOptions::default()
+///     .batch_size(256 * 1024)
+///     .timeout(Duration::from_secs(60))
+///     .progress(&mut progress);
+/// assert_eq!(options.batch_size, 256 * 1024);
+/// ```
+#[non_exhaustive]
 pub struct CopyInOptions<'a> {
     /// Called after each batch is written.
     pub progress: Option<&'a mut (dyn FnMut(CopyProgress) + Send)>,
@@ -123,6 +140,36 @@ impl Default for CopyInOptions<'_> {
             batch_size: 64 * 1024,
             timeout: None,
         }
+    }
+}
+
+impl<'a> CopyInOptions<'a> {
+    /// Calls `progress` after each batch is written, with the bytes and rows
+    /// handed to the transport so far. It runs inside the COPY, so it should
+    /// be quick; it cannot fail.
+    #[must_use]
+    pub fn progress(mut self, progress: &'a mut (dyn FnMut(CopyProgress) + Send)) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Gathers small chunks into batches of about `bytes` before a write
+    /// (default 64 KiB). Chunks of 16 KiB and more are sent as they are,
+    /// without copying, whatever this says. Zero writes every chunk at once.
+    #[must_use]
+    pub fn batch_size(mut self, bytes: usize) -> Self {
+        self.batch_size = bytes;
+        self
+    }
+
+    /// Bounds the whole COPY by `limit` (default: no bound). On expiry
+    /// [`Connection::copy_in_with`](crate::Connection::copy_in_with) closes
+    /// the connection, asks the server to cancel the statement, and fails
+    /// with kind `Timeout`.
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
     }
 }
 

@@ -17,6 +17,7 @@ pub const PROTOCOL_VERSION_3_2: i32 = 0x0003_0002;
 /// A protocol version a client may ask for. 3.1 never existed: PostgreSQL went
 /// from 3.0 to 3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[non_exhaustive]
 pub enum ProtocolVersion {
     /// 3.0, every server since PostgreSQL 7.4; what libpq asks for by default.
     #[default]

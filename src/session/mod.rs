@@ -52,7 +52,21 @@ pub use state::{Event, InvalidTransition, State};
 use dispatch::{Dispatch, NoticeSink};
 
 /// Settings of a [`Session`].
+///
+/// Start from [`SessionConfig::default`] and chain the setters, or assign the
+/// fields (the struct is `#[non_exhaustive]`, so other crates cannot build it
+/// as a literal):
+///
+/// ```
+/// # use pg_transport::{Session, SessionConfig};
+/// let session = Session::new(
+///     SessionConfig::default()
+///         .max_message_len(16 << 20)
+///         .notification_capacity(0),
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// Largest backend message accepted, header included (default 1 GiB).
     pub max_message_len: usize,
@@ -71,6 +85,33 @@ impl Default for SessionConfig {
             recv: RecvBufConfig::default(),
             notification_capacity: DEFAULT_NOTIFICATION_CAPACITY,
         }
+    }
+}
+
+impl SessionConfig {
+    /// Refuses backend messages over `bytes`, header included (default
+    /// 1 GiB): a longer header is a `Protocol` error that closes the session,
+    /// before anything is reserved for the message.
+    #[must_use]
+    pub fn max_message_len(mut self, bytes: usize) -> Self {
+        self.max_message_len = bytes;
+        self
+    }
+
+    /// Sizes the receive buffer with `recv`.
+    #[must_use]
+    pub fn recv(mut self, recv: RecvBufConfig) -> Self {
+        self.recv = recv;
+        self
+    }
+
+    /// Holds at most `capacity` notifications (0 = unbounded); past it the
+    /// oldest is dropped and the next pull reports the overflow (kind
+    /// `NotificationOverflow`) once.
+    #[must_use]
+    pub fn notification_capacity(mut self, capacity: usize) -> Self {
+        self.notification_capacity = capacity;
+        self
     }
 }
 
@@ -321,9 +362,22 @@ impl Session {
         self.core.dispatch.queue.poll_pop(cx)
     }
 
-    /// The notification queue (read-only).
-    pub fn notifications(&self) -> &NotificationQueue {
+    /// The notification queue, read-only: how many notifications wait
+    /// ([`NotificationQueue::len`]), how many were dropped. Pull from it with
+    /// [`Session::pop_notification`]; on a connection,
+    /// [`Connection::notifications`](crate::Connection::notifications) is the
+    /// `Stream` that also reads from the socket. Never fails.
+    pub fn notification_queue(&self) -> &NotificationQueue {
         &self.core.dispatch.queue
+    }
+
+    /// The former name of [`Session::notification_queue`], kept for one
+    /// release.
+    #[deprecated(
+        note = "renamed to `notification_queue`; `Connection::notifications` is the notification `Stream`"
+    )]
+    pub fn notifications(&self) -> &NotificationQueue {
+        self.notification_queue()
     }
 
     /// Chooses how notifications are delivered (queue, callback, or both).

@@ -39,6 +39,7 @@ use super::require_auth::{AuthRequirement, RequireAuth};
 
 /// How the server authenticated us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AuthMethod {
     /// No password asked (trust, peer, cert).
     Trust,
@@ -54,6 +55,7 @@ pub enum AuthMethod {
 
 /// SCRAM channel binding (`channel_binding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ChannelBinding {
     /// Never bind.
     Disable,

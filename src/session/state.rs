@@ -17,6 +17,7 @@ use std::fmt;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// Dialling, negotiating TLS; nothing sent to PostgreSQL yet.
     Connecting,
@@ -36,6 +37,7 @@ pub enum State {
 
 /// What moves the state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Event {
     /// We sent the StartupMessage.
     StartupSent,

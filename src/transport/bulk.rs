@@ -27,7 +27,12 @@ use tokio::io::ReadBuf;
 /// Applies to the rows of a query and to COPY OUT data, never to COPY IN
 /// (where the connection reads only to notice an error at once) and never to
 /// an idle connection; on Linux, over TCP, TLS over TCP and Unix sockets.
+///
+/// Start from [`BulkRead::DEFAULT`] and chain the setters (the struct is
+/// `#[non_exhaustive]`, so other crates cannot build it as a literal):
+/// `BulkRead::DEFAULT.after(1 << 20).max_wait(Duration::from_micros(200))`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BulkRead {
     /// Bytes one response must have delivered before bulk reading starts,
     /// so short responses never wait.
@@ -44,14 +49,42 @@ pub struct BulkRead {
     pub max_wait: Duration,
 }
 
+impl BulkRead {
+    /// The default settings: after 4 MiB of a response, read every 300 µs
+    /// (TCP: or per 512 KiB). A `const`, so settings built from it with the
+    /// setters can be constants too.
+    pub const DEFAULT: Self = Self {
+        after: 4 << 20,
+        low_water: 512 << 10,
+        max_wait: Duration::from_micros(300),
+    };
+
+    /// Starts bulk reading once a response has delivered `bytes`.
+    #[must_use]
+    pub const fn after(mut self, bytes: usize) -> Self {
+        self.after = bytes;
+        self
+    }
+
+    /// TCP: wakes the reader early once `bytes` are waiting (`SO_RCVLOWAT`).
+    #[must_use]
+    pub const fn low_water(mut self, bytes: usize) -> Self {
+        self.low_water = bytes;
+        self
+    }
+
+    /// Lets a read sleep up to `wait` before taking what has arrived.
+    #[must_use]
+    pub const fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+}
+
 impl Default for BulkRead {
-    /// After 4 MiB of a response, read every 300 µs (TCP: or per 512 KiB).
+    /// [`BulkRead::DEFAULT`].
     fn default() -> Self {
-        Self {
-            after: 4 << 20,
-            low_water: 512 << 10,
-            max_wait: Duration::from_micros(300),
-        }
+        Self::DEFAULT
     }
 }
 

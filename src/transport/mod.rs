@@ -39,6 +39,7 @@ pub use unix::UnixTransport;
 
 /// What kind of stream a transport is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TransportKind {
     /// TCP.
     Tcp,

@@ -6,6 +6,7 @@ use std::os::fd::AsFd;
 
 /// What a non-blocking peek at a socket saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SocketPeek {
     /// At least one byte is readable.
     Data,

@@ -18,6 +18,7 @@ use super::{BulkRead, Transport, TransportKind};
 
 /// What the TLS handshake settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsInfo {
     /// e.g. `TLSv1_3`.
     pub protocol_version: String,

@@ -117,10 +117,7 @@ fn c43_five_megabyte_message_across_many_reads_then_shrink() {
 
 #[test]
 fn c44_oversized_header_refused_before_any_body() {
-    let config = SessionConfig {
-        max_message_len: 1024 * 1024,
-        ..SessionConfig::default()
-    };
+    let config = SessionConfig::default().max_message_len(1024 * 1024);
     let mut s = ready_session(config);
     s.query("SELECT big").unwrap();
     let mut header = vec![b'D'];
@@ -138,10 +135,7 @@ fn c44_oversized_header_refused_before_any_body() {
 
 #[test]
 fn c44_prepare_read_refuses_oversized_header_without_growing() {
-    let config = SessionConfig {
-        max_message_len: 1024 * 1024,
-        ..SessionConfig::default()
-    };
+    let config = SessionConfig::default().max_message_len(1024 * 1024);
     let mut s = ready_session(config);
     let mut header = vec![b'd'];
     header.extend_from_slice(&(i32::MAX).to_be_bytes());

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pg_transport::ErrorKind;
 use pg_transport::connect::{
-    Config, DialTarget, HostEntry, SslMode, SslNegotiation, TargetSessionAttrs, get_hosts,
+    Config, DialTarget, HostEntry, SslMode, SslNegotiation, TargetSessionAttrs, host_list,
     is_unix_socket, unix_socket_path,
 };
 
@@ -28,7 +28,7 @@ fn parse(s: &str) -> Config {
 #[test]
 fn h87_get_hosts() {
     let c = parse("host=a,b,c port=1,2,3");
-    let hosts = get_hosts(&c);
+    let hosts = host_list(&c);
     assert_eq!(
         hosts
             .iter()
@@ -41,13 +41,13 @@ fn h87_get_hosts() {
         ]
     );
     // No host: one entry from the defaults.
-    let hosts = get_hosts(&Config::new());
+    let hosts = host_list(&Config::new());
     assert_eq!(hosts.len(), 1);
     assert_eq!(hosts[0].port, 5432);
     // Port 0 means 5432.
-    assert_eq!(get_hosts(&parse("host=h port=0"))[0].port, 5432);
+    assert_eq!(host_list(&parse("host=h port=0"))[0].port, 5432);
     // hostaddr is carried through and wins for dialling; the name stays for display and TLS.
-    let h = &get_hosts(&parse("host=db.example hostaddr=10.1.2.3 port=6000"))[0];
+    let h = &host_list(&parse("host=db.example hostaddr=10.1.2.3 port=6000"))[0];
     assert_eq!(h.hostaddr, Some("10.1.2.3".parse::<IpAddr>().unwrap()));
     assert_eq!(
         h.dial_target(),
@@ -65,19 +65,19 @@ fn h87_get_hosts() {
         DialTarget::Unix("/tmp/.s.PGSQL.5433".into())
     );
     assert_eq!(unix.tls_name(), None);
-    let v6 = &get_hosts(&parse("host=::1 port=5"))[0];
+    let v6 = &host_list(&parse("host=::1 port=5"))[0];
     assert_eq!(v6.display_host(), "[::1]:5");
 }
 
 #[test]
 fn h88_host_lists_and_bad_values() {
     let c = parse("postgresql://u@h1:5433,h2:5434/db");
-    let pairs: Vec<_> = get_hosts(&c)
+    let pairs: Vec<_> = host_list(&c)
         .into_iter()
         .map(|h| (h.host.unwrap(), h.port))
         .collect();
     assert_eq!(pairs, [("h1".to_owned(), 5433), ("h2".to_owned(), 5434)]);
-    let one_port = get_hosts(&parse("host=h1,h2 port=7777"));
+    let one_port = host_list(&parse("host=h1,h2 port=7777"));
     assert!(one_port.iter().all(|h| h.port == 7777));
     let e = "host=h1,h2,h3 port=1,2".parse::<Config>().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);

@@ -35,10 +35,7 @@ fn e54_bounded_queue_drops_oldest_and_reports_once() {
 
 #[test]
 fn e54_through_the_session() {
-    let mut s = ready_session(SessionConfig {
-        notification_capacity: 3,
-        ..SessionConfig::default()
-    });
+    let mut s = ready_session(SessionConfig::default().notification_capacity(3));
     let stream: Vec<u8> = (1..=5)
         .flat_map(|i| notification(1, "c", &i.to_string()))
         .collect();

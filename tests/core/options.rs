@@ -8,7 +8,7 @@ use std::time::Duration;
 use pg_transport::ErrorKind;
 use pg_transport::connect::{
     AuthRequirement, Config, GssEncMode, KEYWORDS, REFUSED_KEYWORDS, Replication, RequireAuth,
-    SslCertMode, SslMode, TlsVersion, get_hosts,
+    SslCertMode, SslMode, TlsVersion, host_list,
 };
 
 fn parse(s: &str) -> Config {
@@ -260,7 +260,7 @@ fn uri_forms_libpq_accepts() {
     let c = parse("postgres://%2Fvar%2Frun%2Fpostgresql:5433/db");
     assert_eq!(c.hosts, ["/var/run/postgresql"]);
     assert_eq!(
-        get_hosts(&c)[0].display_host(),
+        host_list(&c)[0].display_host(),
         "/var/run/postgresql/.s.PGSQL.5433"
     );
     let c = parse("postgresql://h/db?host=/tmp&port=6000");
@@ -273,11 +273,11 @@ fn uri_forms_libpq_accepts() {
     assert_eq!(c.dbname.as_deref(), Some("db"));
     // An empty host with a port: the default host, as libpq.
     let c = parse("postgresql://:5433/db");
-    let h = &get_hosts(&c)[0];
+    let h = &host_list(&c)[0];
     assert_eq!(h.port, 5433);
     assert_eq!(
         h.host,
-        get_hosts(&Config::new())[0].host,
+        host_list(&Config::new())[0].host,
         "the default host"
     );
     let c = parse("postgresql://u:p%40ss:w@h/d%2Fb?hostaddr=::1&ssl=true&");

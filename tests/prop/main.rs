@@ -278,7 +278,7 @@ proptest! {
         cuts in proptest::collection::vec(1usize..512, 1..10),
     ) {
         const MAX: usize = 16 * 1024;
-        let config = SessionConfig { max_message_len: MAX, ..SessionConfig::default() };
+        let config = SessionConfig::default().max_message_len(MAX);
         let bound = 2 * (MAX + config.recv.read_size_max);
         let mut s = ready_session(config);
         s.query("SELECT noise").unwrap();

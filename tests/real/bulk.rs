@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pg_transport::transport::{MaybeTls, Socket, SocketOptions, TcpTransport};
-use pg_transport::{BulkRead, Client, State};
+use pg_transport::{BulkRead, DefaultConnection, State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::*;
@@ -30,11 +30,10 @@ fn expected_copy_text() -> Vec<u8> {
 }
 
 /// Small enough that the 4.7 MB above spends most of its time under the mark.
-const EAGER: BulkRead = BulkRead {
-    after: 256 << 10,
-    low_water: 256 << 10,
-    max_wait: Duration::from_micros(300),
-};
+const EAGER: BulkRead = BulkRead::DEFAULT
+    .after(256 << 10)
+    .low_water(256 << 10)
+    .max_wait(Duration::from_micros(300));
 
 /// SO_RCVLOWAT of a socket, as the kernel reports it.
 fn low_water(fd: RawFd) -> i32 {
@@ -56,7 +55,7 @@ fn low_water(fd: RawFd) -> i32 {
 }
 
 /// The TCP socket's descriptor, under TLS or not.
-fn tcp_fd(c: &Client) -> RawFd {
+fn tcp_fd(c: &DefaultConnection) -> RawFd {
     let socket = match c.transport() {
         Some(MaybeTls::Plain(s)) => s,
         Some(MaybeTls::Tls(t)) => t.get_ref(),
@@ -68,17 +67,21 @@ fn tcp_fd(c: &Client) -> RawFd {
     }
 }
 
-async fn tcp_client(params: &str) -> Client {
+async fn tcp_client(params: &str) -> DefaultConnection {
     crate::client(&cluster().url(TRUST_USER, None, params)).await
 }
 
 /// COPY OUT under `client`'s settings: the bytes delivered, and the largest
 /// mark seen on `fd` from inside the sink (when given).
-async fn copy_watching(client: &mut Client, fd: Option<RawFd>) -> (Vec<u8>, i32) {
+async fn copy_watching(client: &mut DefaultConnection, fd: Option<RawFd>) -> (Vec<u8>, i32) {
     copy_sql_watching(client, COPY, fd).await
 }
 
-async fn copy_sql_watching(client: &mut Client, sql: &str, fd: Option<RawFd>) -> (Vec<u8>, i32) {
+async fn copy_sql_watching(
+    client: &mut DefaultConnection,
+    sql: &str,
+    fd: Option<RawFd>,
+) -> (Vec<u8>, i32) {
     let (mut got, mut most) = (Vec::new(), 0);
     let rows = tokio::time::timeout(
         Duration::from_secs(60),
@@ -153,7 +156,7 @@ async fn copy_out_over_tls_sets_the_mark_underneath_and_delivers_every_byte() {
     assert_eq!(r[0].rows, vec![vec![Some("2".to_owned())]]);
 }
 
-fn bulk_waits(c: &Client) -> u64 {
+fn bulk_waits(c: &DefaultConnection) -> u64 {
     match c.transport() {
         Some(MaybeTls::Plain(Socket::Unix(u))) => u.bulk_waits(),
         other => panic!("expected a Unix socket, got {other:?}"),
@@ -299,10 +302,7 @@ async fn paused_unix_peer(
 async fn a_paused_server_costs_a_unix_bulk_read_a_few_timed_waits_not_one_per_tick() {
     let (dir, conninfo, peer) = paused_unix_peer(Duration::from_millis(500)).await;
     let mut c = crate::client(&conninfo).await;
-    c.set_bulk_read(Some(BulkRead {
-        after: 64 << 10,
-        ..EAGER
-    }));
+    c.set_bulk_read(Some(EAGER.after(64 << 10)));
     let mut total = 0;
     let rows = tokio::time::timeout(
         Duration::from_secs(30),

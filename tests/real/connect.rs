@@ -7,7 +7,7 @@ use crate::cluster::*;
 
 async fn try_connect(
     conninfo: &str,
-) -> pg_transport::Result<(pg_transport::Client, pg_transport::ConnectInfo)> {
+) -> pg_transport::Result<(pg_transport::DefaultConnection, pg_transport::ConnectInfo)> {
     let config: Config = conninfo.parse()?;
     connect(&config).await
 }

@@ -5,15 +5,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pg_transport::{Client, ErrorKind, State, TransactionStatus, source_fn, source_stream};
+use pg_transport::{
+    DefaultConnection, ErrorKind, State, TransactionStatus, source_fn, source_stream,
+};
 
 use crate::cluster::*;
 
-async fn admin() -> Client {
+async fn admin() -> DefaultConnection {
     crate::client(&cluster().socket_conninfo(TRUST_USER, "")).await
 }
 
-async fn table(client: &mut Client, name: &str) {
+async fn table(client: &mut DefaultConnection, name: &str) {
     client
         .simple_query(&format!(
             "DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int PRIMARY KEY, v text)"
@@ -23,7 +25,7 @@ async fn table(client: &mut Client, name: &str) {
 }
 
 /// `table(name)` holding rows `(g, 'row ' || g)` for g in 1..=rows.
-async fn numbered_table(client: &mut Client, name: &str, rows: u32) {
+async fn numbered_table(client: &mut DefaultConnection, name: &str, rows: u32) {
     table(client, name).await;
     client
         .simple_query(&format!(
@@ -33,7 +35,7 @@ async fn numbered_table(client: &mut Client, name: &str, rows: u32) {
         .unwrap();
 }
 
-async fn count(client: &mut Client, name: &str) -> String {
+async fn count(client: &mut DefaultConnection, name: &str) -> String {
     client
         .simple_query(&format!("SELECT count(*) FROM {name}"))
         .await
@@ -76,10 +78,7 @@ async fn j99_copy_in_of_valid_data_reports_the_row_count() {
     let pulled = Arc::new(AtomicU64::new(0));
     let mut seen = Vec::new();
     let mut progress = |p: pg_transport::CopyProgress| seen.push(p);
-    let options = pg_transport::CopyInOptions {
-        progress: Some(&mut progress),
-        ..Default::default()
-    };
+    let options = pg_transport::CopyInOptions::default().progress(&mut progress);
     let rows = c
         .copy_in_with(
             "COPY j99 FROM STDIN",

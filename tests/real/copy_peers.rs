@@ -72,7 +72,7 @@ pub(crate) async fn start(s: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
     assert_eq!(tag, b'Q');
 }
 
-async fn client(port: u16) -> pg_transport::Client {
+async fn client(port: u16) -> pg_transport::DefaultConnection {
     let config: pg_transport::Config = format!("host=127.0.0.1 port={port} user=u sslmode=disable")
         .parse()
         .unwrap();
@@ -266,10 +266,7 @@ async fn j112_copy_timeout_closes_and_cancels() {
         let mut c = client(peer.port()).await;
         let source =
             source_fn(|| async { Ok::<_, std::io::Error>(Bytes::from(vec![b'z'; 256 * 1024])) });
-        let options = pg_transport::CopyInOptions {
-            timeout: Some(Duration::from_millis(300)),
-            ..Default::default()
-        };
+        let options = pg_transport::CopyInOptions::default().timeout(Duration::from_millis(300));
         let e = c
             .copy_in_with("COPY t FROM STDIN", source, options)
             .await
@@ -311,11 +308,12 @@ async fn bulk_read_delivers_a_short_row_the_server_waits_on() {
         })
         .await;
         let mut c = client(peer.port()).await;
-        c.set_bulk_read(Some(pg_transport::BulkRead {
-            after: 64 << 10,
-            low_water: 8 << 20,
-            max_wait: Duration::from_micros(300),
-        }));
+        c.set_bulk_read(Some(
+            pg_transport::BulkRead::DEFAULT
+                .after(64 << 10)
+                .low_water(8 << 20)
+                .max_wait(Duration::from_micros(300)),
+        ));
         let mut total = 0usize;
         let rows = tokio::time::timeout(
             Duration::from_secs(30),

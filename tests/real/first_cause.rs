@@ -7,7 +7,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pg_transport::{Client, Config, ErrorKind, State, source_fn};
+use pg_transport::{Config, DefaultConnection, ErrorKind, State, source_fn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -39,7 +39,7 @@ async fn read_until(s: &mut TcpStream, tag: u8) -> bool {
 
 /// Startup with HELLO, then `script`; returns a connected client and the
 /// peer's task.
-async fn scripted<F, Fut>(script: F) -> (Client, tokio::task::JoinHandle<()>)
+async fn scripted<F, Fut>(script: F) -> (DefaultConnection, tokio::task::JoinHandle<()>)
 where
     F: FnOnce(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,

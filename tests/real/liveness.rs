@@ -249,7 +249,7 @@ pub async fn cancel_stops_a_running_query_with(params: &str) {
     client.ping().await.unwrap();
 }
 
-fn tcp(client: &pg_transport::Client) -> &pg_transport::transport::TcpTransport {
+fn tcp(client: &pg_transport::DefaultConnection) -> &pg_transport::transport::TcpTransport {
     match client.transport() {
         Some(MaybeTls::Plain(Socket::Tcp(t))) => t,
         other => panic!("not plain TCP: {other:?}"),

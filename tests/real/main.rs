@@ -20,10 +20,10 @@ mod scripted;
 mod targets;
 mod versions;
 
-use pg_transport::{Client, Config};
+use pg_transport::{Config, DefaultConnection};
 
 /// Connects with a connection string; panics with the error on failure.
-pub async fn client(conninfo: &str) -> Client {
+pub async fn client(conninfo: &str) -> DefaultConnection {
     let config: Config = conninfo
         .parse()
         .unwrap_or_else(|e| panic!("{conninfo}: {e}"));

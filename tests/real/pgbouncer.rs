@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pg_transport::{Client, ErrorKind, State, TransactionStatus, source_fn};
+use pg_transport::{DefaultConnection, ErrorKind, State, TransactionStatus, source_fn};
 
 use crate::cluster::*;
 use crate::scripted::eventually;
@@ -159,7 +159,7 @@ impl Bouncer {
     }
 }
 
-async fn one(client: &mut Client, sql: &str) -> Option<String> {
+async fn one(client: &mut DefaultConnection, sql: &str) -> Option<String> {
     client.simple_query(sql).await.unwrap()[0].rows[0][0].clone()
 }
 

@@ -86,10 +86,7 @@ impl Run {
 }
 
 fn busy_session(max_message_len: usize) -> Result<Session, String> {
-    let mut s = Session::new(SessionConfig {
-        max_message_len,
-        ..SessionConfig::default()
-    });
+    let mut s = Session::new(SessionConfig::default().max_message_len(max_message_len));
     s.startup(&[("user", "sim")]).map_err(|e| e.to_string())?;
     let mut hello = Vec::new();
     authentication_ok(&mut hello);

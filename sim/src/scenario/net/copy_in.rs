@@ -40,10 +40,7 @@ pub fn copy_in_with(seed: Seed, v: CopyInVariant) -> Outcome {
                 .map_err(|e| format!("connect: {e}"))?;
             let largest_chunk: Shared<usize> = Arc::default();
             let source = numbered_rows(total_rows, chunk_rows, largest_chunk.clone());
-            let options = CopyInOptions {
-                batch_size,
-                ..CopyInOptions::default()
-            };
+            let options = CopyInOptions::default().batch_size(batch_size);
             let result = c.copy_in_with("COPY t FROM STDIN", source, options).await;
             let server = ServerCopy::seen_in(&log.lock().unwrap());
             transcript.lock().unwrap().push(format!(
