@@ -79,7 +79,9 @@ impl<T: Transport> Connection<T> {
         };
         match tokio::time::timeout(COPY_CANCEL_WAIT, token.cancel()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not cancel the timed-out COPY"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e.report(), "could not cancel the timed-out COPY")
+            }
             Err(_) => tracing::warn!("cancel request for the timed-out COPY did not complete"),
         }
     }
