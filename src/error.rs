@@ -1,5 +1,9 @@
 //! The one public error type: opaque, with a [`kind`](Error::kind) to match on.
 //!
+//! `Display` prints one level, as the Rust API guidelines ask: what failed, in this
+//! crate's words; the cause (an I/O error, the parser's finding, a callback's error) is
+//! the [`source`](std::error::Error::source). [`Error::report`] prints the whole chain.
+//!
 //! Depends on std, thiserror and the protocol's error types only.
 
 use std::borrow::Cow;
@@ -7,7 +11,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 
-use crate::protocol::{DbError, EncodeError, ProtocolError};
+use crate::protocol::{DbError, EncodeError, ProtocolError, SqlState};
 
 /// What went wrong, in terms a caller acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +103,30 @@ impl Error {
         self.0.db.as_ref()
     }
 
+    /// The SQLSTATE the server sent, when this error is the server's
+    /// ([`ErrorKind::Server`], or [`ErrorKind::Auth`] for class 28); `None` for an error
+    /// of this side, and for a server error without a code field.
+    ///
+    /// ```
+    /// # fn check(e: &pg_transport::Error) -> bool {
+    /// use pg_transport::SqlState;
+    /// e.code() == Some(SqlState::UNIQUE_VIOLATION)
+    /// # }
+    /// ```
+    pub fn code(&self) -> Option<SqlState> {
+        let code = self.0.db.as_ref()?.code;
+        (code != SqlState::default()).then_some(code)
+    }
+
+    /// This error and its causes on one line, `what failed: cause: its cause…` (each
+    /// level's `Display` joined by `": "`): the form to log or show a person, where
+    /// `Display` alone gives this level only. `format!("{e:#}")` prints the same. A
+    /// [`later`](Error::later) failure is in the chain only when it is the source (the
+    /// error has no cause of its own).
+    pub fn report(&self) -> impl fmt::Display + '_ {
+        Report(self)
+    }
+
     /// The wire-level cause, for [`ErrorKind::Protocol`] errors found by the parser.
     pub fn as_protocol_error(&self) -> Option<&ProtocolError> {
         self.0.source.as_ref()?.downcast_ref()
@@ -158,13 +186,9 @@ impl Error {
         self.0.kind == ErrorKind::Protocol
     }
 
-    /// A broken backend stream found by the parser.
+    /// A broken backend stream found by the parser (the source says what was wrong).
     pub(crate) fn protocol(e: ProtocolError) -> Self {
-        Self::new(
-            ErrorKind::Protocol,
-            format!("protocol error, connection closed: {e}"),
-        )
-        .with_source(e)
+        Self::new(ErrorKind::Protocol, "protocol error, connection closed").with_source(e)
     }
 
     /// A well-formed message that makes no sense where it arrived.
@@ -184,11 +208,7 @@ impl Error {
     }
 
     pub(crate) fn invalid_input(e: EncodeError) -> Self {
-        Self::new(
-            ErrorKind::InvalidInput,
-            format!("invalid input, nothing sent: {e}"),
-        )
-        .with_source(e)
+        Self::new(ErrorKind::InvalidInput, "invalid input, nothing sent").with_source(e)
     }
 
     pub(crate) fn unsupported(message: &'static str) -> Self {
@@ -213,6 +233,8 @@ impl Error {
     /// An error reported by the server. SQLSTATE class 28 (invalid
     /// authorization) is kind [`ErrorKind::Auth`], everything else
     /// [`ErrorKind::Server`]; the fields are in [`Error::as_db_error`] either way.
+    /// `Display` prints the server's error (as [`DbError`]'s does); it is this level,
+    /// not a [`source`](std::error::Error::source).
     pub fn server(db: DbError) -> Self {
         let kind = if db.code.class() == "28" {
             ErrorKind::Auth
@@ -229,7 +251,7 @@ impl Error {
     }
 
     pub(crate) fn callback(context: &'static str, source: Box<dyn StdError + Send + Sync>) -> Self {
-        let mut e = Self::new(ErrorKind::Callback, format!("{context}: {source}"));
+        let mut e = Self::new(ErrorKind::Callback, context);
         e.0.source = Some(source);
         e
     }
@@ -246,7 +268,11 @@ impl Error {
     }
 
     pub(crate) fn connect_failed(hosts: Vec<(String, Self)>) -> Self {
-        let list: Vec<String> = hosts.iter().map(|(h, e)| format!("{h}: {e}")).collect();
+        // The hosts' errors are not one source: each is listed with its causes.
+        let list: Vec<String> = hosts
+            .iter()
+            .map(|(h, e)| format!("{h}: {}", e.report()))
+            .collect();
         let mut e = Self::new(
             ErrorKind::Connect,
             format!("Could not connect to any host: {}", list.join("; ")),
@@ -264,9 +290,10 @@ impl Error {
         Self::new(other.0.kind, message)
     }
 
-    /// An I/O failure, with `context` saying what we were doing.
+    /// An I/O failure, with `context` saying what we were doing; `e` is the
+    /// [`source`](std::error::Error::source).
     pub fn io(context: &'static str, e: io::Error) -> Self {
-        Self::new(ErrorKind::Io, format!("{context}: {e}")).with_source(e)
+        Self::new(ErrorKind::Io, context).with_source(e)
     }
 
     /// A timeout, with `context` saying what was waited for.
@@ -295,19 +322,40 @@ impl fmt::Debug for Error {
     }
 }
 
+/// This level only; `{:#}` prints the chain, as [`Error::report`] does.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return Report(self).fmt(f);
+        }
         f.write_str(&self.0.message)
     }
 }
 
+/// The cause: the error's own (I/O, parser, encoder, callback, TLS), else the
+/// [`later`](Error::later) failure. A server error's fields are its own `Display`, not
+/// a source.
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match (&self.0.source, &self.0.later, &self.0.db) {
-            (Some(s), _, _) => Some(&**s as &(dyn StdError + 'static)),
-            (None, Some(later), _) => Some(&**later as &(dyn StdError + 'static)),
-            (None, None, Some(db)) => Some(db),
-            (None, None, None) => None,
+        match (&self.0.source, &self.0.later) {
+            (Some(s), _) => Some(&**s as &(dyn StdError + 'static)),
+            (None, Some(later)) => Some(&**later as &(dyn StdError + 'static)),
+            (None, None) => None,
         }
+    }
+}
+
+/// [`Error::report`]: the error, then each source, joined by `": "`.
+struct Report<'a>(&'a Error);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.0.message)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
     }
 }

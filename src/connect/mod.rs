@@ -240,7 +240,11 @@ async fn connect_addr(
                 Err(first) => attempt(config, tls, host, addr).await.map_err(|second| {
                     Error::with_kind_of(
                         &second,
-                        format!("sslmode=allow: plaintext attempt failed: {first}; SSL fallback failed: {second}"),
+                        format!(
+                            "sslmode=allow: plaintext attempt failed: {}; SSL fallback failed: {}",
+                            first.report(),
+                            second.report()
+                        ),
                     )
                 }),
             };
@@ -250,7 +254,7 @@ async fn connect_addr(
     let result = attempt(config, use_tls.then_some(tls).flatten(), host, addr).await;
     match result {
         Err(e) if config.ssl_mode == SslMode::Prefer && use_tls && prefer_retries_after(&e) => {
-            tracing::warn!(host = %host.display_host(), error = %e, "attempt with TLS failed (sslmode=prefer); retrying without TLS");
+            tracing::warn!(host = %host.display_host(), error = %e.report(), "attempt with TLS failed (sslmode=prefer); retrying without TLS");
             attempt(config, None, host, addr).await
         }
         other => other,

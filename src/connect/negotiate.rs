@@ -159,7 +159,8 @@ fn handshake_error(e: io::Error, setup: &TlsSetup, host: &str, direct: bool) -> 
         (None, io::ErrorKind::UnexpectedEof) => {
             "the server closed the connection during the TLS handshake".to_owned()
         }
-        (None, _) => format!("TLS handshake failed: {e}"),
+        // The I/O error (rustls' alert, say) is the source.
+        (None, _) => "TLS handshake failed".to_owned(),
     };
     Error::tls_with_source(reason, e)
 }

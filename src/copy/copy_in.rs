@@ -296,7 +296,7 @@ async fn cancel_after_timeout(token: Option<crate::cancel::CancelToken>) {
     };
     match tokio::time::timeout(COPY_CANCEL_WAIT, token.cancel()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not cancel the timed-out COPY"),
+        Ok(Err(e)) => tracing::warn!(error = %e.report(), "could not cancel the timed-out COPY"),
         Err(_) => tracing::warn!("cancel request for the timed-out COPY did not complete"),
     }
 }

@@ -58,39 +58,18 @@ impl<B: AsRef<[u8]>> Fields<B> {
 }
 
 /// A five-character SQLSTATE code.
+///
+/// Every code PostgreSQL 14 to 18 define is a constant here (`SqlState::UNIQUE_VIOLATION`
+/// is `23505`), generated from the servers' `errcodes.txt` into `sqlstate_codes.rs`;
+/// [`name`](Self::name) gives a code's condition name. A code the server sends that is
+/// not among them (a newer server's, an extension's) is kept as it came.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct SqlState([u8; 5]);
+pub struct SqlState(
+    /// The five ASCII characters; `pub(super)` so the generated constants can build it.
+    pub(super) [u8; 5],
+);
 
 impl SqlState {
-    /// `00000` successful_completion.
-    pub const SUCCESSFUL_COMPLETION: Self = Self(*b"00000");
-    /// `08000` connection_exception.
-    pub const CONNECTION_EXCEPTION: Self = Self(*b"08000");
-    /// `08006` connection_failure.
-    pub const CONNECTION_FAILURE: Self = Self(*b"08006");
-    /// `08P01` protocol_violation.
-    pub const PROTOCOL_VIOLATION: Self = Self(*b"08P01");
-    /// `22P04` bad_copy_file_format.
-    pub const BAD_COPY_FILE_FORMAT: Self = Self(*b"22P04");
-    /// `23502` not_null_violation.
-    pub const NOT_NULL_VIOLATION: Self = Self(*b"23502");
-    /// `23505` unique_violation.
-    pub const UNIQUE_VIOLATION: Self = Self(*b"23505");
-    /// `25P02` in_failed_sql_transaction.
-    pub const IN_FAILED_SQL_TRANSACTION: Self = Self(*b"25P02");
-    /// `28000` invalid_authorization_specification.
-    pub const INVALID_AUTHORIZATION_SPECIFICATION: Self = Self(*b"28000");
-    /// `28P01` invalid_password.
-    pub const INVALID_PASSWORD: Self = Self(*b"28P01");
-    /// `42601` syntax_error.
-    pub const SYNTAX_ERROR: Self = Self(*b"42601");
-    /// `42P01` undefined_table.
-    pub const UNDEFINED_TABLE: Self = Self(*b"42P01");
-    /// `57014` query_canceled.
-    pub const QUERY_CANCELED: Self = Self(*b"57014");
-    /// `57P01` admin_shutdown.
-    pub const ADMIN_SHUTDOWN: Self = Self(*b"57P01");
-
     /// Builds a code from its five characters; `None` if `code` is not five bytes.
     pub fn from_code(code: &[u8]) -> Option<Self> {
         code.try_into().ok().map(Self)
@@ -104,6 +83,15 @@ impl SqlState {
     /// The two-character class, e.g. `"23"` (integrity constraint violation).
     pub fn class(&self) -> &str {
         self.code().get(..2).unwrap_or("??")
+    }
+
+    /// The condition name PostgreSQL gives this code (the name PL/pgSQL's `EXCEPTION WHEN`
+    /// takes), e.g. `Some("unique_violation")` for `23505`; `None` for a code that none of
+    /// PostgreSQL 14 to 18 defines.
+    pub fn name(&self) -> Option<&'static str> {
+        let names = super::sqlstate_codes::NAMES;
+        let found = names.binary_search_by(|(code, _)| code.cmp(self)).ok()?;
+        names.get(found).map(|&(_, name)| name)
     }
 }
 

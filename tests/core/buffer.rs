@@ -126,7 +126,7 @@ fn c44_oversized_header_refused_before_any_body() {
     let cap = s.recv_buf().capacity();
     let e = s.next_message().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
-    assert!(e.to_string().contains("limit"), "{e}");
+    assert!(e.report().to_string().contains("limit"), "{e:#}");
     assert_eq!(s.state(), State::Closed);
     // No further reads: the buffer is not handed out again, and never grew.
     assert_eq!(s.prepare_read().unwrap_err().kind(), ErrorKind::Closed);
@@ -162,7 +162,10 @@ fn c48_length_three_mid_query_is_a_protocol_error() {
     ));
     let e = s.next_message().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
-    assert!(e.to_string().contains("Invalid message length"), "{e}");
+    assert!(
+        e.report().to_string().contains("Invalid message length"),
+        "{e:#}"
+    );
     assert_eq!(s.state(), State::Closed);
 }
 

@@ -249,7 +249,7 @@ fn a_failing_source_finishes_the_frame_then_sends_copy_fail() {
     feed(&mut s, &mut copy, &concat(&[msg(b'I', b""), ready(b'I')]));
     let e = copy.take_result().unwrap().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Callback);
-    assert!(e.to_string().contains("disk on fire"), "{e}");
+    assert!(e.report().to_string().contains("disk on fire"), "{e:#}");
     assert!(
         e.later().is_none(),
         "the server's answer to CopyFail only repeats it"
@@ -349,7 +349,8 @@ fn events(s: &mut Session, copy: &mut CopyOut) -> Vec<String> {
         out.push(match event {
             CopyOutEvent::Data(d) => format!("data {}", String::from_utf8_lossy(&d)),
             CopyOutEvent::Done(Ok(rows)) => format!("done {rows}"),
-            CopyOutEvent::Done(Err(e)) => format!("error {:?}: {e}", e.kind()),
+            // The chain: a sink's error is the source of the Callback error.
+            CopyOutEvent::Done(Err(e)) => format!("error {:?}: {e:#}", e.kind()),
         });
     }
     out

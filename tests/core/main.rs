@@ -8,6 +8,7 @@ mod support;
 mod buffer;
 mod config;
 mod copy;
+mod errors;
 mod next_message;
 mod notifications;
 mod options;

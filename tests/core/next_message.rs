@@ -274,8 +274,10 @@ fn b34_unknown_type_byte_in_ready_closes() {
     let e = s.next_message().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol);
     assert!(
-        e.to_string().contains("Unknown backend message type"),
-        "{e}"
+        e.report()
+            .to_string()
+            .contains("Unknown backend message type"),
+        "{e:#}"
     );
     assert_eq!(s.state(), State::Closed);
     // Sticky: nothing brings it back, and operations say it is closed.
@@ -365,7 +367,7 @@ fn d51_nul_in_query_leaves_ready_and_nothing_queued() {
     let mut s = ready_session(SessionConfig::default());
     let e = s.query("SELECT 1\0x").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert!(e.to_string().contains("NUL"), "{e}");
+    assert!(e.report().to_string().contains("NUL"), "{e:#}");
     assert_eq!(s.state(), State::Ready);
     assert!(s.send_buf().is_empty());
     s.query("SELECT 1").unwrap();

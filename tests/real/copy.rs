@@ -218,7 +218,7 @@ async fn j101_source_error_sends_copy_fail_and_keeps_ready() {
     });
     let e = c.copy_in("COPY j101 FROM STDIN", source).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Callback);
-    assert!(e.to_string().contains("disk on fire"), "{e}");
+    assert!(e.report().to_string().contains("disk on fire"), "{e:#}");
     assert!(
         std::error::Error::source(&e).is_some(),
         "the source's error is kept"
@@ -436,7 +436,7 @@ async fn backend_terminated_mid_copy_in_closes() {
     // Over the Unix socket the next write fails at once (EPIPE) with the
     // server's FATAL still unread (see liveness::f61 over the Unix socket).
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-    assert!(e.to_string().contains("Broken pipe"), "{e}");
+    assert!(e.report().to_string().contains("Broken pipe"), "{e:#}");
     assert_eq!(c.state(), State::Closed);
     // A Closed connection never reports itself connected.
     assert!(!c.is_connected());
@@ -762,7 +762,7 @@ async fn copy_out_to_writes_every_row_to_a_writer_from_a_spawned_task() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Callback);
-    assert_eq!(e.to_string(), "COPY OUT sink failed: disk full");
+    assert_eq!(e.report().to_string(), "COPY OUT sink failed: disk full");
     assert_eq!(c.state(), State::Ready);
     c.simple_query("SELECT 1").await.unwrap();
 }

@@ -83,7 +83,15 @@ async fn a_failed_source_then_a_dead_server_reports_the_source() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Callback, "{e}");
-    assert_eq!(e.to_string(), "COPY IN source failed: disk on fire");
+    assert_eq!(
+        e.to_string(),
+        "COPY IN source failed",
+        "Display is this level only"
+    );
+    assert_eq!(
+        e.report().to_string(),
+        "COPY IN source failed: disk on fire"
+    );
     assert_eq!(
         e.source().unwrap().to_string(),
         "disk on fire",
@@ -141,7 +149,12 @@ async fn a_failed_sink_then_a_dead_server_reports_the_sink() {
     .await
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Callback, "{e}");
-    assert_eq!(e.to_string(), "COPY OUT sink failed: sink full");
+    assert_eq!(
+        e.to_string(),
+        "COPY OUT sink failed",
+        "Display is this level only"
+    );
+    assert_eq!(e.report().to_string(), "COPY OUT sink failed: sink full");
     assert_eq!(e.later().expect("kept").kind(), ErrorKind::Closed);
     assert_eq!(client.state(), State::Closed);
     peer.await.unwrap();

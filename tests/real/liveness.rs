@@ -103,7 +103,7 @@ async fn f61_terminated_idle_backend_over_the_unix_socket() {
     // waiting unread is not what is reported (libpq reads it first; this
     // client does not yet).
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-    assert!(e.to_string().contains("Broken pipe"), "{e}");
+    assert!(e.report().to_string().contains("Broken pipe"), "{e:#}");
 }
 
 #[tokio::test]

@@ -688,7 +688,10 @@ async fn c48_length_three_mid_query() {
             .unwrap();
         let e = client.simple_query("SELECT 1").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Protocol);
-        assert!(e.to_string().contains("Invalid message length"), "{e}");
+        assert!(
+            e.report().to_string().contains("Invalid message length"),
+            "{e:#}"
+        );
         assert_eq!(client.state(), State::Closed);
         drop(client);
         peer.finish().await;

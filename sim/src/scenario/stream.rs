@@ -221,7 +221,7 @@ pub(crate) fn query_stream(seed: Seed) -> Outcome {
             }
         })?;
         if let Some(e) = err {
-            return Err(format!("unexpected error: {e}"));
+            return Err(format!("unexpected error: {e:#}"));
         }
         if next != visible.len() + 1 {
             return Err(format!("{} of {} messages returned", next, visible.len()));
@@ -371,12 +371,13 @@ pub(crate) fn corrupt_frame(seed: Seed) -> Outcome {
         let Some(e) = err else {
             return Err("corrupted stream accepted".into());
         };
-        run.transcript.push(format!("error: {e}"));
+        run.transcript.push(format!("error: {e:#}"));
         if e.kind() != ErrorKind::Protocol {
-            return Err(format!("expected a protocol error, got {e}"));
+            return Err(format!("expected a protocol error, got {e:#}"));
         }
-        if let Some(says) = says.filter(|says| !e.to_string().contains(says.as_str())) {
-            return Err(format!("expected the error to say {says:?}, got {e}"));
+        // What the parser found is the source: checked on the chain.
+        if let Some(says) = says.filter(|says| !e.report().to_string().contains(says.as_str())) {
+            return Err(format!("expected the error to say {says:?}, got {e:#}"));
         }
         if s.state() != State::Closed {
             return Err(format!("state {:?} after a protocol error", s.state()));
@@ -462,7 +463,7 @@ pub(crate) fn eof_mid_stream(seed: Seed) -> Outcome {
             }
             Ok(())
         })? {
-            return Err(format!("unexpected error before EOF: {e}"));
+            return Err(format!("unexpected error before EOF: {e:#}"));
         }
         // What the async driver does on EOF.
         s.close();

@@ -53,13 +53,13 @@ pub fn auth_with(seed: Seed, v: AuthVariant) -> Outcome {
             let outcome = connect_with(plan, &conninfo, None, None).await;
             transcript.lock().unwrap().push(format!(
                 "tls {server_tls} (error {ssl_error})/{sslmode}, binding {binding}, {auth:?}, right password {right_password}: {:?}",
-                outcome.as_ref().map(|(_, m)| m).map_err(|e| e.to_string())
+                outcome.as_ref().map(|(_, m)| m).map_err(|e| format!("{e:#}"))
             ));
             let server = ServerStartup::seen_in(&log.lock().unwrap());
             match (&expected, outcome) {
                 (Ok(method), Ok((c, got))) => check_connected(c, got, *method, tls, &server).await,
                 (Err(want), Err(e)) => check_refused(&e, want, &server),
-                (Ok(method), Err(e)) => Err(format!("expected {method:?}, got {e}")),
+                (Ok(method), Err(e)) => Err(format!("expected {method:?}, got {e:#}")),
                 (Err(want), Ok((_, got))) => Err(format!(
                     "connected with {got:?}; expected a {:?} error saying {:?}",
                     want.kind, want.says
@@ -131,7 +131,7 @@ async fn check_connected(
     }
     c.simple_query("")
         .await
-        .map_err(|e| format!("connection not usable after startup: {e}"))?;
+        .map_err(|e| format!("connection not usable after startup: {e:#}"))?;
     if c.state() != State::Ready {
         return Err(format!("state {:?} after startup", c.state()));
     }
@@ -146,9 +146,9 @@ fn check_refused(
     want: &Refusal,
     server: &ServerStartup,
 ) -> Result<(), String> {
-    if e.kind() != want.kind || !e.to_string().contains(want.says) {
+    if e.kind() != want.kind || !e.report().to_string().contains(want.says) {
         return Err(format!(
-            "expected a {:?} error saying {:?}, got {:?}: {e}",
+            "expected a {:?} error saying {:?}, got {:?}: {e:#}",
             want.kind,
             want.says,
             e.kind()

@@ -40,7 +40,7 @@ pub fn cancel(seed: Seed) -> Outcome {
             let mode = if tls { "require" } else { "disable" };
             let mut c = connect(plan, mode)
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| format!("connect: {e:#}"))?;
             let outcome = tokio::time::timeout(deadline, async {
                 let query = c.simple_query("SELECT sim");
                 tokio::pin!(query);
@@ -99,7 +99,7 @@ fn cancel_copy_in(seed: Seed, rng: &mut Rng) -> Outcome {
         move |plan, log, transcript| async move {
             let mut c = connect(plan, "disable")
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| format!("connect: {e:#}"))?;
             let mut next = 0u64;
             let source = source_fn(move || {
                 let end = total_rows.min(next + chunk_rows);

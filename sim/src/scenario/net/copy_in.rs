@@ -37,7 +37,7 @@ pub fn copy_in_with(seed: Seed, v: CopyInVariant) -> Outcome {
             let frames = Frames::new(frame_log.clone());
             let mut c = connect_tracked(plan, "disable", Some(frames))
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| format!("connect: {e:#}"))?;
             let largest_chunk: Shared<usize> = Arc::default();
             let source = numbered_rows(total_rows, chunk_rows, largest_chunk.clone());
             let options = CopyInOptions::default().batch_size(batch_size);
@@ -57,7 +57,7 @@ pub fn copy_in_with(seed: Seed, v: CopyInVariant) -> Outcome {
             }
             c.simple_query("")
                 .await
-                .map_err(|e| format!("connection not usable after COPY: {e}"))?;
+                .map_err(|e| format!("connection not usable after COPY: {e:#}"))?;
             Ok(())
         });
     finish(result, &log, &transcript, u32::from(abort_at.is_some()))

@@ -36,7 +36,7 @@ pub fn copy_out_with(seed: Seed, v: CopyOutVariant) -> Outcome {
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| format!("connect: {e:#}"))?;
             transcript.lock().unwrap().push(format!(
                 "tls {}, form {}",
                 c.tls_info().is_some(),
@@ -54,7 +54,7 @@ pub fn copy_out_with(seed: Seed, v: CopyOutVariant) -> Outcome {
                 CopyOutForm::Joined => c.copy_out_joined("COPY t TO STDOUT", sink).await.map(drop),
                 CopyOutForm::Stream => copy_out_streamed(&mut c, sink).await,
             }
-            .map_err(|e| format!("copy_out: {e}"))?;
+            .map_err(|e| format!("copy_out: {e:#}"))?;
             if split_inside {
                 return Err("a chunk ended inside a CopyData message".into());
             }

@@ -174,7 +174,7 @@ async fn connect_ending(
     match connect_with(plan, conninfo, None, Some(end)).await {
         Ok((c, _)) => Ok(Some(c)),
         Err(e) => {
-            transcript.lock().unwrap().push(format!("connect: {e}"));
+            transcript.lock().unwrap().push(format!("connect: {e:#}"));
             check_end_error(&e, end).map(|()| None)
         }
     }
@@ -182,7 +182,8 @@ async fn connect_ending(
 
 /// An error from a connection that ended: `Closed` or `Io`, saying so.
 fn check_end_error(e: &pg_transport::Error, end: End) -> Result<(), String> {
-    let text = e.to_string().to_lowercase();
+    // The chain: an I/O error's own words ("reset", "broken pipe") are its source's.
+    let text = e.report().to_string().to_lowercase();
     let says = ["closed", "reset", "broken pipe", "end of file", "eof"]
         .iter()
         .any(|w| text.contains(w));
@@ -190,7 +191,7 @@ fn check_end_error(e: &pg_transport::Error, end: End) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "after {end:?}: expected a Closed/Io error saying the connection ended, got {:?}: {e}",
+            "after {end:?}: expected a Closed/Io error saying the connection ended, got {:?}: {e:#}",
             e.kind()
         ))
     }

@@ -19,7 +19,7 @@ pub fn idle_close(seed: Seed) -> Outcome {
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "disable")
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| format!("connect: {e:#}"))?;
             tokio::time::sleep(Duration::from_secs(1)).await;
             transcript
                 .lock()

@@ -32,17 +32,17 @@ pub fn listen(seed: Seed) -> Outcome {
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| format!("connect: {e:#}"))?;
             c.simple_query("LISTEN ch")
                 .await
-                .map_err(|e| format!("LISTEN: {e}"))?;
+                .map_err(|e| format!("LISTEN: {e:#}"))?;
             let mut got = Vec::new();
             let mut timeouts = 0;
             while got.len() < expected.len() {
                 match c.wait_notification(Some(timeout)).await {
                     Ok(Some(n)) => got.push(n.payload),
                     Ok(None) => timeouts += 1,
-                    Err(e) => return Err(format!("after {got:?}: {e}")),
+                    Err(e) => return Err(format!("after {got:?}: {e:#}")),
                 }
                 if timeouts > 10_000 {
                     return Err(format!("only {got:?} of {expected:?} arrived"));
@@ -66,14 +66,14 @@ pub fn listen(seed: Seed) -> Outcome {
                         n.payload
                     ));
                 }
-                Err(e) => return Err(format!("after all notifications: {e}")),
+                Err(e) => return Err(format!("after all notifications: {e:#}")),
             }
             if c.state() != State::Ready {
                 return Err(format!("state {:?} while listening", c.state()));
             }
             c.simple_query("")
                 .await
-                .map_err(|e| format!("connection not usable after listening: {e}"))?;
+                .map_err(|e| format!("connection not usable after listening: {e:#}"))?;
             if let Some(extra) = c.session_mut().pop_notification() {
                 return Err(format!("extra notification {extra:?} after the last query"));
             }

@@ -26,7 +26,7 @@ pub fn query_with(seed: Seed, v: QueryVariant) -> Outcome {
         simulate(seed, script, 1, move |plan, _log, transcript| async move {
             let mut c = connect(plan, "prefer")
                 .await
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| format!("connect: {e:#}"))?;
             transcript
                 .lock()
                 .unwrap()
@@ -34,7 +34,7 @@ pub fn query_with(seed: Seed, v: QueryVariant) -> Outcome {
             let results = c
                 .simple_query("SELECT sim")
                 .await
-                .map_err(|e| format!("query: {e}"))?;
+                .map_err(|e| format!("query: {e:#}"))?;
             let rows = text_rows(&expected);
             let got = results.first().map(|r| r.rows.clone()).unwrap_or_default();
             transcript

@@ -25,13 +25,13 @@ pub fn ssl_injection(seed: Seed) -> Outcome {
             let Err(e) = connect(plan, "require").await else {
                 return Err("connected despite injected bytes".into());
             };
-            transcript.lock().unwrap().push(format!("error: {e}"));
+            transcript.lock().unwrap().push(format!("error: {e:#}"));
             if e.kind() != ErrorKind::Tls
                 || !e
                     .to_string()
                     .contains("unencrypted data after SSL response")
             {
-                return Err(format!("expected the injection refusal, got {e}"));
+                return Err(format!("expected the injection refusal, got {e:#}"));
             }
             // Let the server finish reading what we sent.
             tokio::time::sleep(Duration::from_secs(3)).await;
