@@ -60,7 +60,8 @@ pub use conn::{Connection, QueryResult};
 pub use connect::Client;
 pub use connect::{Config, ConnectInfo, DefaultConnection, connect};
 pub use copy::{
-    CopyInOptions, CopyOutStream, CopyProgress, CopySource, source_fn, source_reader, source_stream,
+    CopyInOptions, CopyInWriter, CopyOutStream, CopyProgress, CopySource, source_fn, source_reader,
+    source_stream,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::{DbError, Message, SqlState, TransactionStatus};

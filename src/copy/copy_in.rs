@@ -169,19 +169,32 @@ impl<T: Transport> Connection<T> {
     /// Writes what the COPY still queues (the rest of a started frame,
     /// CopyDone or CopyFail, the fence) and reads its reply to the end.
     async fn finish_copy_in(&mut self, copy: &mut CopyIn) -> Result<u64, Error> {
+        std::future::poll_fn(|cx| self.poll_finish_copy_in(cx, copy)).await
+    }
+
+    /// [`Self::finish_copy_in`] as a poll: everything it needs is in `copy`
+    /// and the session, so a pending poll loses nothing.
+    pub(super) fn poll_finish_copy_in(
+        &mut self,
+        cx: &mut Context<'_>,
+        copy: &mut CopyIn,
+    ) -> Poll<Result<u64, Error>> {
         loop {
             copy.receive(&mut self.session);
             if let Some(result) = copy.take_result() {
-                return result;
+                return Poll::Ready(result);
             }
-            let io = async {
-                if copy.queued() > 0 || !self.session.send_buf().is_empty() {
-                    std::future::poll_fn(|cx| self.poll_write_out(cx, copy)).await?;
-                }
-                self.fill(None).await
+            let io = if copy.queued() > 0 || !self.session.send_buf().is_empty() {
+                self.poll_write_out(cx, copy)
+            } else {
+                self.poll_fill(cx)
             };
-            if let Err(e) = io.await {
-                return Err(copy.interrupted(&mut self.session, e));
+            match io {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(copy.interrupted(&mut self.session, e)));
+                }
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
@@ -228,7 +241,11 @@ impl<T: Transport> Connection<T> {
     /// receive buffer only when a read completes (cancel-safe), and dropping
     /// a pending watch loses nothing. At most one read is ever in flight,
     /// because there is only one `&mut Connection`.
-    fn poll_watch(&mut self, cx: &mut Context<'_>, copy: &mut CopyIn) -> Poll<Result<(), Error>> {
+    pub(super) fn poll_watch(
+        &mut self,
+        cx: &mut Context<'_>,
+        copy: &mut CopyIn,
+    ) -> Poll<Result<(), Error>> {
         loop {
             copy.receive(&mut self.session);
             if copy.phase() != CopyInPhase::Sending {
@@ -244,7 +261,7 @@ impl<T: Transport> Connection<T> {
 
     /// Writes the session's send buffer, then the COPY's queue (vectored),
     /// then flushes.
-    fn poll_write_out(
+    pub(super) fn poll_write_out(
         &mut self,
         cx: &mut Context<'_>,
         copy: &mut CopyIn,

@@ -6,6 +6,7 @@
 
 mod copy_in;
 mod source;
+mod writer;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,7 @@ pub use source::{
     CopyInOptions, CopyProgress, CopySource, FnSource, ReaderSource, StreamSource, source_fn,
     source_reader, source_stream,
 };
+pub use writer::CopyInWriter;
 
 /// Where COPY OUT data goes, inside this module: a caller's closure, or a
 /// writer (a closure cannot lend its captures to the future it returns).

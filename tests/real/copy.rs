@@ -766,3 +766,131 @@ async fn copy_out_to_writes_every_row_to_a_writer_from_a_spawned_task() {
     assert_eq!(c.state(), State::Ready);
     c.simple_query("SELECT 1").await.unwrap();
 }
+
+/// `rows` COPY text rows numbered from 1, row `bad` carrying id 1 again.
+fn row_text(rows: u64, bad: Option<u64>) -> Vec<u8> {
+    let mut text = String::new();
+    for n in 1..=rows {
+        let id = if Some(n) == bad { 1 } else { n };
+        text.push_str(&format!("{id}\twritten row {n}\n"));
+    }
+    text.into_bytes()
+}
+
+#[tokio::test]
+async fn copy_in_writer_takes_tokio_io_copy_and_reports_the_count() {
+    let mut c = admin().await;
+    table(&mut c, "writer_ok").await;
+    let text = row_text(50_000, None);
+    let mut writer = c.copy_in_writer("COPY writer_ok FROM STDIN").await.unwrap();
+    let copied = tokio::io::copy(&mut &text[..], &mut writer).await.unwrap();
+    assert_eq!(copied, text.len() as u64);
+    assert_eq!(writer.finish().await.unwrap(), 50_000);
+    assert_eq!(count(&mut c, "writer_ok").await, "50000");
+    assert_eq!(c.state(), State::Ready);
+}
+
+/// The server's error ends the writer at a write, long before the data
+/// does; the connection is Ready at once, and finish says the same.
+#[tokio::test]
+async fn copy_in_writer_fails_a_write_soon_after_the_servers_error() {
+    use tokio::io::AsyncWriteExt;
+    let mut c = admin().await;
+    table(&mut c, "writer_dup").await;
+    let mut writer = c
+        .copy_in_writer("COPY writer_dup FROM STDIN")
+        .await
+        .unwrap();
+    writer.write_all(&row_text(2, Some(2))).await.unwrap();
+    let filler = row_text(10_000, None);
+    let mut written = 0usize;
+    // At most 1 GB if the error were never noticed.
+    let e = loop {
+        assert!(written < 1 << 30, "no error after {written} bytes");
+        match writer.write_all(&filler).await {
+            Ok(()) => written += filler.len(),
+            Err(e) => break e,
+        }
+    };
+    assert!(written < 20 << 20, "stopped early: {written} bytes written");
+    let pg = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<pg_transport::Error>())
+        .expect("the server's error inside the io::Error");
+    assert_eq!(pg.code().map(|c| c.code().to_owned()), Some("23505".into()));
+    let e = writer.finish().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert_eq!(e.as_db_error().unwrap().code.code(), "23505");
+    assert_eq!(c.state(), State::Ready);
+    assert_eq!(count(&mut c, "writer_dup").await, "0");
+}
+
+/// As a Sink of Bytes: large chunks go out without a copy, `close` ends
+/// the COPY; the server's error ends the sink at `poll_ready`.
+#[tokio::test]
+async fn copy_in_writer_is_a_sink_of_bytes() {
+    use futures_util::SinkExt;
+    let mut c = admin().await;
+    table(&mut c, "sink_ok").await;
+    let mut sink = c.copy_in_writer("COPY sink_ok FROM STDIN").await.unwrap();
+    for chunk in row_text(30_000, None).chunks(100_000) {
+        sink.send(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    sink.close().await.unwrap();
+    assert_eq!(sink.rows(), Some(30_000));
+    drop(sink);
+    assert_eq!(count(&mut c, "sink_ok").await, "30000");
+
+    table(&mut c, "sink_dup").await;
+    let mut sink = c.copy_in_writer("COPY sink_dup FROM STDIN").await.unwrap();
+    sink.send(Bytes::from(row_text(2, Some(2)))).await.unwrap();
+    let filler = Bytes::from(row_text(10_000, None));
+    let mut sent = 0usize;
+    let e = loop {
+        assert!(sent < 1 << 30, "no error after {sent} bytes");
+        match sink.send(filler.clone()).await {
+            Ok(()) => sent += filler.len(),
+            Err(e) => break e,
+        }
+    };
+    assert!(sent < 20 << 20, "stopped early: {sent} bytes sent");
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert_eq!(e.as_db_error().unwrap().code.code(), "23505");
+    drop(sink);
+    assert_eq!(c.state(), State::Ready);
+    assert_eq!(count(&mut c, "sink_dup").await, "0");
+}
+
+#[tokio::test]
+async fn copy_in_writer_refuses_a_statement_that_is_not_copy_from_stdin() {
+    let mut c = admin().await;
+    table(&mut c, "writer_misuse").await;
+    let e = c
+        .copy_in_writer("COPY writer_misuse TO STDOUT")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Usage);
+    let e = c
+        .copy_in_writer("COPY no_such_table FROM STDIN")
+        .await
+        .unwrap_err();
+    assert_eq!(e.as_db_error().unwrap().code.code(), "42P01");
+    assert_eq!(c.state(), State::Ready);
+}
+
+/// Dropped before the end: the COPY is abandoned and the connection Closed.
+#[tokio::test]
+async fn copy_in_writer_dropped_midway_closes_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let mut c = admin().await;
+    table(&mut c, "writer_drop").await;
+    let mut writer = c
+        .copy_in_writer("COPY writer_drop FROM STDIN")
+        .await
+        .unwrap();
+    writer.write_all(&row_text(10, None)).await.unwrap();
+    drop(writer);
+    assert_eq!(c.state(), State::Closed);
+    let e = c.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Closed);
+}

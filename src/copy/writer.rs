@@ -1,0 +1,271 @@
+//! COPY IN as a `tokio::io::AsyncWrite` and a `futures::Sink<Bytes>`, with
+//! the receive watch: the server's error ends the writer at the next write,
+//! not at the end of the data.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+
+use super::CopyInOptions;
+use crate::conn::Connection;
+use crate::error::Error;
+use crate::session::copy::{CopyIn, CopyInPhase};
+use crate::transport::Transport;
+
+/// A `COPY … FROM STDIN` in progress, fed by writes: an
+/// [`AsyncWrite`] (so `tokio::io::copy(&mut file, &mut writer)` works) and a
+/// [`Sink<Bytes>`](futures_sink::Sink) (large `Bytes` go out without a copy).
+/// From [`Connection::copy_in_writer`].
+///
+/// While it is written to, it also reads: when the server aborts the COPY (a
+/// constraint violated at row 2 of a billion), the next write, flush or
+/// `poll_ready` fails with the server's error, after at most one batch more
+/// — not at the end, as with a writer that only looks at the reply when it
+/// is finished. By then the COPY is over and the connection `Ready` again.
+///
+/// End it with [`CopyInWriter::finish`] (or `shutdown` / `close`, then
+/// [`CopyInWriter::rows`]): that sends CopyDone and reads the row count.
+/// Dropping it before the end abandons the COPY: the connection is then
+/// `Closed`.
+///
+/// Errors from the `AsyncWrite` side are `io::Error`s of kind `Other` whose
+/// inner error ([`io::Error::get_ref`]) is the [`Error`].
+#[derive(Debug)]
+pub struct CopyInWriter<'a, T> {
+    conn: &'a mut Connection<T>,
+    copy: CopyIn,
+    /// The COPY's outcome once it has ended (the operation is then over).
+    outcome: Option<Result<u64, Error>>,
+}
+
+impl<T: Transport> Connection<T> {
+    /// Starts `COPY … FROM STDIN` and returns a writer for its data once the
+    /// server is ready for it. See [`CopyInWriter`].
+    ///
+    /// ```no_run
+    /// # async fn run(conn: &mut pg_transport::DefaultConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut file = tokio::fs::File::open("rows.tsv").await?;
+    /// let mut writer = conn.copy_in_writer("COPY t FROM STDIN").await?;
+    /// // A server error (a duplicate key at row 2) fails this copy within one
+    /// // batch, with the server's error inside the io::Error.
+    /// tokio::io::copy(&mut file, &mut writer).await?;
+    /// let rows = writer.finish().await?;
+    /// # let _ = rows; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// - Kind `Usage` for a statement that is not `COPY … FROM STDIN`, kind
+    ///   `Server` for the server's refusal (no such table): the connection
+    ///   stays `Ready`.
+    /// - Transport and protocol errors: `Closed`.
+    pub async fn copy_in_writer(&mut self, sql: &str) -> Result<CopyInWriter<'_, T>, Error> {
+        self.check_not_abandoned()?;
+        let mut copy = CopyIn::start(&mut self.session, sql, CopyInOptions::default().batch_size)?;
+        self.begin()?;
+        let started = async {
+            self.flush_send_buf().await?;
+            self.receive(|session| {
+                copy.receive(session);
+                (copy.phase() != CopyInPhase::Starting).then_some(())
+            })
+            .await
+        };
+        if let Err(e) = started.await {
+            let e = copy.interrupted(&mut self.session, e);
+            return self.end(Err(e));
+        }
+        if let Some(result) = copy.take_result() {
+            // Refused before any data: the statement is over.
+            return self.end(result.map(|_| unreachable_start()));
+        }
+        Ok(CopyInWriter {
+            conn: self,
+            copy,
+            outcome: None,
+        })
+    }
+}
+
+/// A COPY that ended while starting always ended in an error.
+fn unreachable_start<T>() -> T {
+    unreachable!("a COPY IN that never started has no row count")
+}
+
+impl<T: Transport> CopyInWriter<'_, T> {
+    /// Sends CopyDone (unless the server has already aborted), reads the
+    /// reply and returns the row count from `COPY n`.
+    ///
+    /// # Errors
+    /// - Kind `Server`: the server aborted the COPY (also when a write already
+    ///   reported it) or refused the data at the end; the connection is `Ready`.
+    /// - Transport and protocol errors: `Closed`.
+    pub async fn finish(mut self) -> Result<u64, Error> {
+        std::future::poll_fn(|cx| self.poll_end(cx)).await;
+        self.take_outcome()
+    }
+
+    /// The row count, once the COPY has ended well (after
+    /// [`CopyInWriter::finish`], `shutdown` or `close`).
+    pub fn rows(&self) -> Option<u64> {
+        match &self.outcome {
+            Some(Ok(rows)) => Some(*rows),
+            _ => None,
+        }
+    }
+
+    /// Ready when another chunk may be queued: the queue is under one batch
+    /// (written out while watching the socket otherwise). After the server's
+    /// error, ends the COPY and fails with it.
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.outcome.is_some() {
+            return Poll::Ready(Err(self.ended()));
+        }
+        if let Poll::Ready(watched) = self.conn.poll_watch(cx, &mut self.copy) {
+            if let Err(e) = watched {
+                return Poll::Ready(Err(self.fail(e)));
+            }
+        }
+        while self.copy.phase() == CopyInPhase::Sending
+            && self.copy.queued() >= self.copy.batch_size()
+        {
+            if let Err(e) = ready!(self.conn.poll_write_out(cx, &mut self.copy)) {
+                return Poll::Ready(Err(self.fail(e)));
+            }
+        }
+        if self.copy.phase() != CopyInPhase::Sending {
+            ready!(self.poll_end(cx));
+            return Poll::Ready(Err(self.ended()));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes everything queued, watching; after the server's error, ends
+    /// the COPY and fails with it.
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        ready!(self.poll_room(cx))?;
+        while self.copy.queued() > 0 && self.copy.phase() == CopyInPhase::Sending {
+            if let Poll::Ready(Err(e)) = self.conn.poll_watch(cx, &mut self.copy) {
+                return Poll::Ready(Err(self.fail(e)));
+            }
+            if self.copy.phase() != CopyInPhase::Sending {
+                break;
+            }
+            if let Err(e) = ready!(self.conn.poll_write_out(cx, &mut self.copy)) {
+                return Poll::Ready(Err(self.fail(e)));
+            }
+        }
+        if self.copy.phase() != CopyInPhase::Sending {
+            ready!(self.poll_end(cx));
+            return Poll::Ready(Err(self.ended()));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drives the COPY to its end: CopyDone if it is still sending, the rest
+    /// written, the reply (and after a server error the fence) read. Ready
+    /// once the outcome is known; the operation is then over.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.outcome.is_some() {
+            return Poll::Ready(());
+        }
+        if self.copy.phase() == CopyInPhase::Sending {
+            // One last look first: after the server's error, no CopyDone.
+            if let Poll::Ready(Err(e)) = self.conn.poll_watch(cx, &mut self.copy) {
+                let e = self.copy.interrupted(self.conn.session_mut(), e);
+                self.outcome = Some(self.conn.end(Err(e)));
+                return Poll::Ready(());
+            }
+            self.copy.finish();
+        }
+        let result = ready!(self.conn.poll_finish_copy_in(cx, &mut self.copy));
+        self.outcome = Some(self.conn.end(result));
+        Poll::Ready(())
+    }
+
+    /// The I/O failed while sending: the COPY is over (`Closed`).
+    fn fail(&mut self, e: Error) -> Error {
+        let e = self.copy.interrupted(self.conn.session_mut(), e);
+        let reported = Error::with_kind_of(&e, e.to_string());
+        self.outcome = Some(self.conn.end(Err(e)));
+        reported
+    }
+
+    /// The error to report again for a COPY that has already ended.
+    fn ended(&self) -> Error {
+        match &self.outcome {
+            Some(Err(e)) => match e.as_db_error() {
+                Some(db) => Error::server(db.clone()),
+                None => Error::with_kind_of(e, e.to_string()),
+            },
+            _ => Error::usage("the COPY IN has ended: nothing more can be written"),
+        }
+    }
+
+    fn take_outcome(&mut self) -> Result<u64, Error> {
+        self.outcome
+            .take()
+            .unwrap_or_else(|| Err(Error::usage("the COPY IN has not ended")))
+    }
+}
+
+impl<T: Transport> AsyncWrite for CopyInWriter<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_room(cx)).map_err(io::Error::other)?;
+        if !buf.is_empty() {
+            this.copy
+                .push(Bytes::copy_from_slice(buf))
+                .map_err(io::Error::other)?;
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_write_all(cx).map_err(io::Error::other)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_end(cx));
+        match &this.outcome {
+            Some(Ok(_)) => Poll::Ready(Ok(())),
+            _ => Poll::Ready(Err(io::Error::other(this.ended()))),
+        }
+    }
+}
+
+impl<T: Transport> futures_sink::Sink<Bytes> for CopyInWriter<'_, T> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_room(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Bytes) -> Result<(), Error> {
+        let this = self.get_mut();
+        if this.outcome.is_some() {
+            return Err(this.ended());
+        }
+        this.copy.push(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_write_all(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_end(cx));
+        match &this.outcome {
+            Some(Ok(_)) => Poll::Ready(Ok(())),
+            _ => Poll::Ready(Err(this.ended())),
+        }
+    }
+}
