@@ -25,10 +25,10 @@ use pg_transport::transport::{
     MaybeTls, Socket, SocketOptions, TcpTransport, TlsTransport, Transport, UnixTransport,
 };
 use pg_transport::{
-    BulkRead, CancelToken, Config, ConnectInfo, Connection, CopyInOptions, CopyOutStream,
-    CopyProgress, CopySource, DbError, DefaultConnection, Error, ErrorKind, Message, Notification,
-    NotificationDelivery, QueryResult, RowBuffer, RowCounter, Session, SessionConfig, SqlState,
-    State, TransactionStatus, source_fn, source_reader, source_stream,
+    BulkRead, CancelToken, Config, ConnectInfo, Connection, CopyInOptions, CopyInWriter,
+    CopyOutStream, CopyProgress, CopySource, DbError, DefaultConnection, Error, ErrorKind, Message,
+    Notification, NotificationDelivery, QueryResult, RowBuffer, RowCounter, Session, SessionConfig,
+    SqlState, State, TransactionStatus, source_fn, source_reader, source_stream,
 };
 use rustls::pki_types::ServerName;
 use tokio::io::AsyncWrite;
@@ -73,6 +73,7 @@ macro_rules! connection_futures {
         let mut file: Vec<u8> = Vec::new();
         assert_send(&c.copy_out_to("COPY t TO STDOUT", &mut file));
         assert_send(&c.copy_out_stream("COPY t TO STDOUT"));
+        assert_send(&c.copy_in_writer("COPY t FROM STDIN"));
         // copy/: COPY IN from each kind of source, with and without options.
         assert_send(&c.copy_in(
             "COPY t FROM STDIN",
@@ -115,6 +116,12 @@ fn default_connection_futures_are_send(c: &mut DefaultConnection) {
 fn streams_are_send<T: Transport>(copy: &CopyOutStream<'_, T>, notes: &Notifications<'_, T>) {
     assert_send_stream(copy);
     assert_send_stream(notes);
+}
+
+/// The COPY IN writer and its `finish`, over any transport.
+fn copy_in_writer_is_send<T: Transport>(writer: CopyInWriter<'_, T>) {
+    assert_send(&writer);
+    assert_send(&writer.finish());
 }
 
 /// COPY with the caller's own source, sink or writer, not one of ours: Send
@@ -173,6 +180,7 @@ fn public_futures_and_streams_are_send() {
     let _ = connection_futures_are_send::<Real> as fn(&mut DefaultConnection);
     let _ = default_connection_futures_are_send as fn(&mut DefaultConnection);
     let _ = streams_are_send::<Real> as fn(&_, &_);
+    let _ = copy_in_writer_is_send::<Real> as fn(_);
     let _ = copy_with_any_source_or_sink_is_send::<
         Real,
         pg_transport::copy::ReaderSource<tokio::io::Empty>,

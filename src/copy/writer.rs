@@ -78,8 +78,14 @@ impl<T: Transport> Connection<T> {
             return self.end(Err(e));
         }
         if let Some(result) = copy.take_result() {
-            // Refused before any data: the statement is over.
-            return self.end(result.map(|_| unreachable_start()));
+            // Refused before any data: the statement is over (always an error:
+            // a COPY that never started has no row count).
+            let refused = result.and_then(|_| {
+                Err(Error::protocol_violation(
+                    "COPY IN ended before it started".to_owned(),
+                ))
+            });
+            return self.end(refused);
         }
         Ok(CopyInWriter {
             conn: self,
@@ -87,11 +93,6 @@ impl<T: Transport> Connection<T> {
             outcome: None,
         })
     }
-}
-
-/// A COPY that ended while starting always ended in an error.
-fn unreachable_start<T>() -> T {
-    unreachable!("a COPY IN that never started has no row count")
 }
 
 impl<T: Transport> CopyInWriter<'_, T> {
@@ -123,10 +124,8 @@ impl<T: Transport> CopyInWriter<'_, T> {
         if self.outcome.is_some() {
             return Poll::Ready(Err(self.ended()));
         }
-        if let Poll::Ready(watched) = self.conn.poll_watch(cx, &mut self.copy) {
-            if let Err(e) = watched {
-                return Poll::Ready(Err(self.fail(e)));
-            }
+        if let Poll::Ready(Err(e)) = self.conn.poll_watch(cx, &mut self.copy) {
+            return Poll::Ready(Err(self.fail(e)));
         }
         while self.copy.phase() == CopyInPhase::Sending
             && self.copy.queued() >= self.copy.batch_size()
