@@ -21,6 +21,10 @@ use std::path::{Path, PathBuf};
 
 use pg_transport::SqlState;
 
+#[path = "support/server_bin.rs"]
+#[allow(dead_code, reason = "this test needs only where the servers are")]
+mod server_bin;
+
 /// The versions the generated file covers.
 const VERSIONS: [u32; 5] = [14, 15, 16, 17, 18];
 
@@ -52,17 +56,7 @@ struct Entry {
 
 /// The `errcodes.txt` of each version 14 to 18 that is installed.
 fn sources() -> BTreeMap<u32, PathBuf> {
-    let mut caches = Vec::new();
-    match std::env::var_os("PGT_SERVER_CACHE") {
-        Some(dir) => caches.push(PathBuf::from(dir)),
-        None => {
-            let user_cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
-            caches.extend(user_cache.map(|c| c.join("pg-transport/servers")));
-            caches.push(PathBuf::from("/var/cache/pg-transport/servers"));
-        }
-    }
+    let caches = server_bin::server_caches();
     let mut found = BTreeMap::new();
     for version in VERSIONS {
         let debian = PathBuf::from(format!("/usr/share/postgresql/{version}/errcodes.txt"));

@@ -79,6 +79,21 @@ impl<T: Transport> Connection<T> {
         source: &mut S,
         options: &mut CopyInOptions<'_>,
     ) -> Result<u64, Error> {
+        self.start_copy_in(copy).await?;
+        if copy.phase() == CopyInPhase::Sending {
+            if let Err(e) = self.send_copy_data(copy, source, options).await {
+                return Err(copy.interrupted(&mut self.session, e));
+            }
+        }
+        self.finish_copy_in(copy).await
+    }
+
+    /// Sends the Query and reads until the COPY leaves `Starting` (sending,
+    /// or refused: then its phase is `Done`).
+    ///
+    /// # Errors
+    /// A transport or protocol error, as [`CopyIn::interrupted`] reports it.
+    pub(super) async fn start_copy_in(&mut self, copy: &mut CopyIn) -> Result<(), Error> {
         let started = async {
             self.flush_send_buf().await?;
             self.receive(|session| {
@@ -87,15 +102,9 @@ impl<T: Transport> Connection<T> {
             })
             .await
         };
-        if let Err(e) = started.await {
-            return Err(copy.interrupted(&mut self.session, e));
-        }
-        if copy.phase() == CopyInPhase::Sending {
-            if let Err(e) = self.send_copy_data(copy, source, options).await {
-                return Err(copy.interrupted(&mut self.session, e));
-            }
-        }
-        self.finish_copy_in(copy).await
+        started
+            .await
+            .map_err(|e| copy.interrupted(&mut self.session, e))
     }
 
     /// Pulls the source and writes its data until it ends, fails, or the

@@ -65,16 +65,7 @@ impl<T: Transport> Connection<T> {
         self.check_not_abandoned()?;
         let mut copy = CopyIn::start(&mut self.session, sql, CopyInOptions::default().batch_size)?;
         self.begin()?;
-        let started = async {
-            self.flush_send_buf().await?;
-            self.receive(|session| {
-                copy.receive(session);
-                (copy.phase() != CopyInPhase::Starting).then_some(())
-            })
-            .await
-        };
-        if let Err(e) = started.await {
-            let e = copy.interrupted(&mut self.session, e);
+        if let Err(e) = self.start_copy_in(&mut copy).await {
             return self.end(Err(e));
         }
         if let Some(result) = copy.take_result() {
@@ -134,11 +125,7 @@ impl<T: Transport> CopyInWriter<'_, T> {
                 return Poll::Ready(Err(self.fail(e)));
             }
         }
-        if self.copy.phase() != CopyInPhase::Sending {
-            ready!(self.poll_end(cx));
-            return Poll::Ready(Err(self.ended()));
-        }
-        Poll::Ready(Ok(()))
+        self.poll_still_sending(cx)
     }
 
     /// Writes everything queued, watching; after the server's error, ends
@@ -156,11 +143,17 @@ impl<T: Transport> CopyInWriter<'_, T> {
                 return Poll::Ready(Err(self.fail(e)));
             }
         }
-        if self.copy.phase() != CopyInPhase::Sending {
-            ready!(self.poll_end(cx));
-            return Poll::Ready(Err(self.ended()));
+        self.poll_still_sending(cx)
+    }
+
+    /// Ok while the COPY takes data; once the server has ended it, drives
+    /// the end (the reply, the fence) and fails with the server's error.
+    fn poll_still_sending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.copy.phase() == CopyInPhase::Sending {
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        ready!(self.poll_end(cx));
+        Poll::Ready(Err(self.ended()))
     }
 
     /// Drives the COPY to its end: CopyDone if it is still sending, the rest

@@ -1,6 +1,7 @@
 //! Finding and running the installed PostgreSQL server binaries, shared by the
-//! real-server tests (`tests/real/cluster.rs`) and the benchmark harness
-//! (`benches/support/cluster.rs`), which include this file by path.
+//! real-server tests (`tests/real/cluster.rs`), the benchmark harness
+//! (`benches/support/cluster.rs`) and `tests/sqlstate.rs`, which include this
+//! file by path.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -50,21 +51,28 @@ pub(crate) fn find_bin() -> Result<PathBuf, String> {
         .ok_or_else(|| "no PostgreSQL server binaries found".to_owned())
 }
 
+/// Where `scripts/pg-servers.sh` installs the servers other than Debian's:
+/// `$PGT_SERVER_CACHE`, else the user's cache and then root's.
+pub(crate) fn server_caches() -> Vec<PathBuf> {
+    if let Some(dir) = std::env::var_os("PGT_SERVER_CACHE") {
+        return vec![PathBuf::from(dir)];
+    }
+    let user_cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
+    let mut caches: Vec<PathBuf> = user_cache
+        .map(|c| c.join("pg-transport/servers"))
+        .into_iter()
+        .collect();
+    caches.push(PathBuf::from("/var/cache/pg-transport/servers"));
+    caches
+}
+
 /// Where `scripts/pg-servers.sh` put PostgreSQL `version`: Debian's package for
 /// 15; else `$PGT_SERVER_CACHE`, or the user's cache and then root's (a normal
 /// user may run the tests against servers root installed).
 fn installed_version(version: &str) -> Result<PathBuf, String> {
-    let mut caches = Vec::new();
-    match std::env::var_os("PGT_SERVER_CACHE") {
-        Some(dir) => caches.push(PathBuf::from(dir)),
-        None => {
-            let user_cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
-            caches.extend(user_cache.map(|c| c.join("pg-transport/servers")));
-            caches.push(PathBuf::from("/var/cache/pg-transport/servers"));
-        }
-    }
+    let caches = server_caches();
     let debian = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
     std::iter::once(debian)
         .chain(caches.iter().map(|c| c.join(version).join("bin")))
