@@ -812,7 +812,9 @@ async fn copy_in_writer_fails_a_write_soon_after_the_servers_error() {
             Err(e) => break e,
         }
     };
-    assert!(written < 20 << 20, "stopped early: {written} bytes written");
+    // Without the writer's periodic yield this was 27.8 MB on PostgreSQL 16 in
+    // CI: readiness is only refreshed when the task yields.
+    assert!(written < 5 << 20, "stopped early: {written} bytes written");
     let pg = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<pg_transport::Error>())
@@ -853,7 +855,7 @@ async fn copy_in_writer_is_a_sink_of_bytes() {
             Err(e) => break e,
         }
     };
-    assert!(sent < 20 << 20, "stopped early: {sent} bytes sent");
+    assert!(sent < 5 << 20, "stopped early: {sent} bytes sent");
     assert_eq!(e.kind(), ErrorKind::Server);
     assert_eq!(e.as_db_error().unwrap().code.code(), "23505");
     drop(sink);
