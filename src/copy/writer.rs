@@ -23,9 +23,10 @@ use crate::transport::Transport;
 ///
 /// While it is written to, it also reads: when the server aborts the COPY (a
 /// constraint violated at row 2 of a billion), the next write, flush or
-/// `poll_ready` fails with the server's error, after at most one batch more
-/// — not at the end, as with a writer that only looks at the reply when it
-/// is finished. By then the COPY is over and the connection `Ready` again.
+/// `poll_ready` fails with the server's error, about a MiB later at most
+/// (the writer yields to the runtime that often, see `YIELD_EVERY`) — not at
+/// the end, as with a writer that only looks at the reply when it is
+/// finished. By then the COPY is over and the connection `Ready` again.
 ///
 /// End it with [`CopyInWriter::finish`] (or `shutdown` / `close`, then
 /// [`CopyInWriter::rows`]): that sends CopyDone and reads the row count.
