@@ -62,7 +62,14 @@ fn is_cfg_test(attrs: &[syn::Attribute]) -> bool {
 }
 
 impl LongFns {
-    fn check(&mut self, name: &syn::Ident, span: proc_macro2::Span) {
+    /// Measures a function from its signature to its closing brace: the doc
+    /// comment is not code.
+    fn check(&mut self, sig: &syn::Signature, block: &syn::Block) {
+        let span = sig
+            .span()
+            .join(block.span())
+            .unwrap_or_else(|| block.span());
+        let name = &sig.ident;
         let lines = span.end().line - span.start().line + 1;
         if lines > MAX_FN_LINES {
             self.found.push(format!("{name} ({lines} lines)"));
@@ -77,32 +84,16 @@ impl<'ast> Visit<'ast> for LongFns {
         }
     }
     fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
-        // From the signature on: the doc comment is not code.
-        let span = f
-            .sig
-            .span()
-            .join(f.block.span())
-            .unwrap_or_else(|| f.block.span());
-        self.check(&f.sig.ident, span);
+        self.check(&f.sig, &f.block);
         syn::visit::visit_item_fn(self, f);
     }
     fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
-        let span = f
-            .sig
-            .span()
-            .join(f.block.span())
-            .unwrap_or_else(|| f.block.span());
-        self.check(&f.sig.ident, span);
+        self.check(&f.sig, &f.block);
         syn::visit::visit_impl_item_fn(self, f);
     }
     fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
         if let Some(block) = &f.default {
-            let span = f
-                .sig
-                .span()
-                .join(block.span())
-                .unwrap_or_else(|| block.span());
-            self.check(&f.sig.ident, span);
+            self.check(&f.sig, block);
         }
         syn::visit::visit_trait_item_fn(self, f);
     }
