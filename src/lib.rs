@@ -16,6 +16,7 @@
 //!   connect/    Config (libpq keywords, URL, PG*, service, pgpass), hosts, SSL, startup driver
 //!   conn        Connection: reads, writes, simple_query, ping, liveness probes
 //!   copy/       COPY OUT (sinks, Stream) and COPY IN (sources, the receive watch)
+//!   query       query_stream (rows as a Stream), query_with (into a RowSink)
 //!   notify      LISTEN / NOTIFY
 //!   cancel      CancelToken
 //! ```
@@ -51,6 +52,7 @@ pub mod internal;
 mod mutant;
 pub mod notify;
 pub mod protocol;
+mod query;
 pub mod session;
 pub mod transport;
 
@@ -65,6 +67,8 @@ pub use copy::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use protocol::{DbError, Message, SqlState, TransactionStatus};
+pub use query::RowStream;
+pub use session::query::{Column, Row};
 pub use session::{
     Notification, NotificationDelivery, RowBuffer, RowCounter, RowSink, Session, SessionConfig,
     State,

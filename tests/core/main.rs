@@ -13,4 +13,5 @@ mod next_message;
 mod notifications;
 mod options;
 mod parser;
+mod query;
 mod versions;

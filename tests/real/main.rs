@@ -16,6 +16,7 @@ mod liveness;
 mod options;
 mod peers;
 mod pgbouncer;
+mod query;
 mod scripted;
 mod targets;
 mod versions;

@@ -1,0 +1,168 @@
+//! Streamed simple queries: rows as they arrive, as a [`Stream`] of owned
+//! [`Row`]s or into a [`RowSink`], over the sans-IO [`SimpleQuery`].
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures_core::Stream;
+
+use crate::conn::Connection;
+use crate::error::Error;
+use crate::session::RowSink;
+use crate::session::query::{QueryEvent, Row, SimpleQuery};
+use crate::transport::Transport;
+
+/// The rows of a simple query, from [`Connection::query_stream`].
+///
+/// Each item is one [`Row`]; the stream ends (`None`) once the server is
+/// ready again. An error (the server's, or a failed connection) is the last
+/// item; after a server error the connection is `Ready`. Dropping the stream
+/// before it ends abandons the query: the connection is then `Closed` (the
+/// rest of the reply is not drained).
+#[derive(Debug)]
+pub struct RowStream<'a, T> {
+    conn: &'a mut Connection<T>,
+    query: SimpleQuery,
+    done: bool,
+}
+
+impl<T> RowStream<'_, T> {
+    /// The command tags of the statements completed so far (`SELECT 3`,
+    /// `INSERT 0 1`, …), in order; all of them once the stream has ended.
+    pub fn tags(&self) -> &[String] {
+        self.query.tags()
+    }
+}
+
+impl<T: Transport> Stream for RowStream<'_, T> {
+    type Item = Result<Row, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            let event = match this.query.next(&mut this.conn.session) {
+                Some(event) => event,
+                None => match poll_refill(this.conn, cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => this.query.interrupted(e),
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            return match event {
+                QueryEvent::Row(row) => Poll::Ready(Some(Ok(row))),
+                QueryEvent::Done(result) => {
+                    // Clears the in-flight mark; closes the connection unless
+                    // the error left the stream in sync.
+                    this.done = true;
+                    Poll::Ready(this.conn.end(result).err().map(Err))
+                }
+            };
+        }
+    }
+}
+
+/// Writes what the session queued (a CopyFail refusing `COPY … FROM STDIN`),
+/// then reads once.
+fn poll_refill<T: Transport>(
+    conn: &mut Connection<T>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    while !conn.session.send_buf().is_empty() {
+        let Some(transport) = conn.transport.as_mut() else {
+            return Poll::Ready(Err(Error::closed("connection is closed")));
+        };
+        let written = ready!(tokio::io::AsyncWrite::poll_write(
+            Pin::new(transport),
+            cx,
+            conn.session.send_buf().pending()
+        ));
+        match written {
+            Ok(0) => {
+                return Poll::Ready(Err(Error::closed(
+                    "connection closed by server while writing",
+                )));
+            }
+            Ok(n) => conn.session.send_buf().advance(n),
+            Err(e) => return Poll::Ready(Err(Error::io("writing to the server", e))),
+        }
+    }
+    conn.poll_fill(cx)
+}
+
+impl<T: Transport> Connection<T> {
+    /// Runs `sql` (one or more statements) with the simple-query protocol and
+    /// returns its rows as a [`Stream`], each an owned [`Row`] sharing the
+    /// receive buffer (one reference count per row, no copy), with columns by
+    /// index and by name. Nothing is buffered beyond what the socket
+    /// delivered: memory stays bounded whatever the result's size.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: &mut pg_transport::DefaultConnection) -> Result<(), pg_transport::Error> {
+    /// use futures_util::TryStreamExt;
+    ///
+    /// let mut rows = conn.query_stream("SELECT id, name FROM users").await?;
+    /// while let Some(row) = rows.try_next().await? {
+    ///     let name = row.get_str(1)?.unwrap_or("(null)");
+    ///     println!("{name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Before the stream: kind `InvalidInput` for SQL with a NUL (nothing
+    /// sent, still `Ready`); `State`/`Closed` if the connection is busy or
+    /// closed; a failed write (the connection is then `Closed`).
+    /// Items: kind `Server` with the server's error (the rest of the reply is
+    /// drained; the connection is `Ready`); kind `Usage` for a `COPY`
+    /// statement (refused or drained; `Ready`); transport and protocol errors
+    /// (a DataRow whose column count is not its RowDescription's, say) leave
+    /// it `Closed`.
+    pub async fn query_stream(&mut self, sql: &str) -> Result<RowStream<'_, T>, Error> {
+        self.check_not_abandoned()?;
+        let query = SimpleQuery::start(&mut self.session, sql)?;
+        self.begin()?;
+        if let Err(e) = self.flush_send_buf().await {
+            return self.end(Err(e));
+        }
+        Ok(RowStream {
+            conn: self,
+            query,
+            done: false,
+        })
+    }
+
+    /// Runs `sql` with the simple-query protocol, handing every row to `rows`
+    /// as a borrowed view (nothing allocated per row unless the sink keeps
+    /// it: [`RowCounter`](crate::RowCounter) counts, [`RowBuffer`](crate::RowBuffer)
+    /// stores compactly). Returns the command tags in order.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: &mut pg_transport::DefaultConnection) -> Result<(), pg_transport::Error> {
+    /// let mut counter = pg_transport::RowCounter::default();
+    /// let tags = conn.query_with("SELECT * FROM big", &mut counter).await?;
+    /// assert_eq!(tags, [format!("SELECT {}", counter.rows)]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Connection::query_stream`]; a row the sink refuses (a full
+    /// `RowBuffer`, a changed column count) is kind `Protocol` and leaves the
+    /// connection `Closed`, since the rest of the reply cannot be un-sent.
+    pub async fn query_with(
+        &mut self,
+        sql: &str,
+        rows: &mut dyn RowSink,
+    ) -> Result<Vec<String>, Error> {
+        self.check_not_abandoned()?;
+        let mut query = SimpleQuery::start(&mut self.session, sql)?;
+        self.begin()?;
+        let result = match self.receive(|session| query.next_with(session, rows)).await {
+            Ok(done) => done,
+            Err(e) => query.interrupted(e).into_result(),
+        };
+        self.end(result.map(|()| query.tags().to_vec()))
+    }
+}
