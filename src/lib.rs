@@ -9,13 +9,15 @@
 //!   protocol/   bytes -> Message<B>, frontend messages -> bytes, limits, SCRAM/MD5
 //!   buffer/     RecvBuf (read position, deferred compaction), SendBuf
 //!   session/    Session: state machine, next_message(), dispatch, protocol versions,
-//!               StartupAuth (startup + authentication), copy::{CopyIn, CopyOut}
+//!               StartupAuth (startup + authentication), copy::{CopyIn, CopyOut},
+//!               query::SimpleQuery, pipeline::{Pipeline, PipelineRun}
 //!   error       one Error with a matchable ErrorKind
 //!  async shell (tokio)
 //!   transport/  Transport trait; TCP, Unix, TLS (rustls), turmoil (feature `sim`)
 //!   connect/    Config (libpq keywords, URL, PG*, service, pgpass), hosts, SSL, startup driver
 //!   conn        Connection: reads, writes, simple_query, ping, liveness probes
 //!   copy/       COPY OUT (sinks, Stream) and COPY IN (sources, the receive watch)
+//!   pipeline    pipeline: extended-protocol requests sent together, replies per request
 //!   query       query_stream (rows as a Stream), query_with (into a RowSink)
 //!   notify      LISTEN / NOTIFY
 //!   cancel      CancelToken
@@ -51,6 +53,7 @@ pub mod error;
 pub mod internal;
 mod mutant;
 pub mod notify;
+mod pipeline;
 pub mod protocol;
 mod query;
 pub mod session;

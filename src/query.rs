@@ -154,7 +154,7 @@ impl<T: Transport> Connection<T> {
     pub async fn query_with(
         &mut self,
         sql: &str,
-        rows: &mut dyn RowSink,
+        rows: &mut (dyn RowSink + Send),
     ) -> Result<Vec<String>, Error> {
         self.check_not_abandoned()?;
         let mut query = SimpleQuery::start(&mut self.session, sql)?;

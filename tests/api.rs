@@ -52,6 +52,9 @@ macro_rules! connection_futures {
         assert_send(&c.send_msg(b"x"));
         assert_send(&c.send_buf_msg());
         assert_send(&c.simple_query("SELECT 1"));
+        assert_send(&c.query_stream("SELECT 1"));
+        assert_send(&c.query_with("SELECT 1", &mut pg_transport::RowCounter::default()));
+        assert_send(&c.pipeline(&pg_transport::session::pipeline::Pipeline::new()));
         assert_send(&c.ping());
         assert_send(&c.close_transport());
         assert_send(&c.close());
@@ -113,8 +116,13 @@ fn default_connection_futures_are_send(c: &mut DefaultConnection) {
 }
 
 /// The streams, over any transport.
-fn streams_are_send<T: Transport>(copy: &CopyOutStream<'_, T>, notes: &Notifications<'_, T>) {
+fn streams_are_send<T: Transport>(
+    copy: &CopyOutStream<'_, T>,
+    notes: &Notifications<'_, T>,
+    rows: &pg_transport::RowStream<'_, T>,
+) {
     assert_send_stream(copy);
+    assert_send_stream(rows);
     assert_send_stream(notes);
 }
 
@@ -179,7 +187,7 @@ fn public_futures_and_streams_are_send() {
     type Real = MaybeTls<Socket>;
     let _ = connection_futures_are_send::<Real> as fn(&mut DefaultConnection);
     let _ = default_connection_futures_are_send as fn(&mut DefaultConnection);
-    let _ = streams_are_send::<Real> as fn(&_, &_);
+    let _ = streams_are_send::<Real> as fn(&_, &_, &_);
     let _ = copy_in_writer_is_send::<Real> as fn(_);
     let _ = copy_with_any_source_or_sink_is_send::<
         Real,

@@ -175,6 +175,42 @@ pub enum Message<B> {
     RowDescription(RowDescription<B>),
 }
 
+impl<B> Message<B> {
+    /// The message's type byte.
+    pub const fn tag(&self) -> u8 {
+        match self {
+            Self::Authentication(_) => AUTHENTICATION_TAG,
+            Self::BackendKeyData { .. } => BACKEND_KEY_DATA_TAG,
+            Self::BindComplete => BIND_COMPLETE_TAG,
+            Self::CloseComplete => CLOSE_COMPLETE_TAG,
+            Self::CommandComplete { .. } => COMMAND_COMPLETE_TAG,
+            Self::CopyData(_) => COPY_DATA_TAG,
+            Self::CopyDone => COPY_DONE_TAG,
+            Self::CopyInResponse(_) => COPY_IN_RESPONSE_TAG,
+            Self::CopyOutResponse(_) => COPY_OUT_RESPONSE_TAG,
+            Self::CopyBothResponse(_) => COPY_BOTH_RESPONSE_TAG,
+            Self::DataRow(_) => DATA_ROW_TAG,
+            Self::EmptyQueryResponse => EMPTY_QUERY_RESPONSE_TAG,
+            Self::ErrorResponse(_) => ERROR_RESPONSE_TAG,
+            Self::NegotiateProtocolVersion(_) => NEGOTIATE_PROTOCOL_VERSION_TAG,
+            Self::NoData => NO_DATA_TAG,
+            Self::NoticeResponse(_) => NOTICE_RESPONSE_TAG,
+            Self::NotificationResponse { .. } => NOTIFICATION_RESPONSE_TAG,
+            Self::ParameterDescription(_) => PARAMETER_DESCRIPTION_TAG,
+            Self::ParameterStatus { .. } => PARAMETER_STATUS_TAG,
+            Self::ParseComplete => PARSE_COMPLETE_TAG,
+            Self::PortalSuspended => PORTAL_SUSPENDED_TAG,
+            Self::ReadyForQuery(_) => READY_FOR_QUERY_TAG,
+            Self::RowDescription(_) => ROW_DESCRIPTION_TAG,
+        }
+    }
+
+    /// The message's name in the protocol documentation (`DataRow`, …).
+    pub const fn name(&self) -> &'static str {
+        message_name(self.tag())
+    }
+}
+
 /// An Authentication* request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

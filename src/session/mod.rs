@@ -23,6 +23,7 @@
 pub mod copy;
 mod dispatch;
 mod effects;
+pub mod pipeline;
 pub mod query;
 mod receive;
 mod require_auth;

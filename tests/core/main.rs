@@ -13,5 +13,6 @@ mod next_message;
 mod notifications;
 mod options;
 mod parser;
+mod pipeline;
 mod query;
 mod versions;

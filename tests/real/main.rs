@@ -16,6 +16,7 @@ mod liveness;
 mod options;
 mod peers;
 mod pgbouncer;
+mod pipeline;
 mod query;
 mod scripted;
 mod targets;

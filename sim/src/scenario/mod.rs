@@ -99,6 +99,11 @@ pub const ALL: &[Scenario] = &[
         about: "server stream ends at a seeded byte: only complete messages seen, then Closed",
         run: stream::eof_mid_stream,
     },
+    Scenario {
+        name: "net-pipeline",
+        about: "turmoil: extended-protocol queries pipelined, the server's error at a seeded message or the Sync: it fails its request, the rest skipped, no hang, Ready",
+        run: net::pipeline,
+    },
 ];
 
 /// Finds a scenario by name.

@@ -4,5 +4,6 @@
 
 pub mod auth;
 pub mod encode;
+pub mod extended;
 pub mod pg;
 mod tls;

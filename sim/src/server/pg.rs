@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::auth::{Auth, authenticate};
 use super::encode::{Sent, authentication_ok, ready_for_query};
+use super::extended::Extended;
 
 /// How the server answers an SSLRequest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,15 @@ pub enum Reply {
     CloseIdle {
         /// A FATAL ErrorResponse (57P01) comes before the close.
         fatal: bool,
+    },
+    /// No Query: a pipeline of extended-protocol requests, answered in
+    /// order, with an error planted at message `fail_at` (counted over
+    /// Parse/Bind/Describe/Execute/Close) or, with `at_sync`, at the Sync.
+    Pipeline {
+        /// The message that fails; `None`: none does.
+        fail_at: Option<usize>,
+        /// The Sync fails (the implicit COMMIT).
+        at_sync: bool,
     },
     /// An empty result whose ReadyForQuery is followed, in the same segment, by
     /// notifications (`trailing`), then more while the connection is idle,
@@ -221,13 +231,28 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     if let Reply::CloseIdle { fatal } = script.reply {
         return close_idle(&mut s, fatal).await;
     }
+    let mut extended = match script.reply {
+        Reply::Pipeline { fail_at, at_sync } => Some(Extended::new(fail_at, at_sync)),
+        _ => None,
+    };
     let mut reply = Some(script.reply);
     let mut copy: Option<CopyIn> = None;
+    // Extended-protocol replies, sent as PostgreSQL does: at Sync or when
+    // its output buffer fills.
+    let mut pending = Vec::new();
     loop {
         let Some((tag, body)) = read_message(&mut s).await? else {
             return Ok(());
         };
         log.lock().unwrap().tags.push(tag);
+        if let Some(ext) = extended.as_mut().filter(|_| copy.is_none()) {
+            if ext.take(tag, &body, &mut pending) {
+                if tag == b'S' || pending.len() >= 8192 {
+                    send(&mut s, &std::mem::take(&mut pending)).await?;
+                }
+                continue;
+            }
+        }
         match (tag, copy.as_mut()) {
             (b'd', Some(c)) => {
                 let abort_now = c.take(&body, &mut log.lock().unwrap());
@@ -338,7 +363,7 @@ async fn answer_query<S: AsyncWrite + Unpin>(
         Some(Reply::CopyOut(sent)) => send(s, &copy_out_then_ready(&sent)).await?,
         Some(Reply::Listen { trailing, later }) => notify(s, trailing, later).await?,
         // Later queries (a check that the connection still works): empty.
-        Some(Reply::CloseIdle { .. }) | None => {
+        Some(Reply::CloseIdle { .. } | Reply::Pipeline { .. }) | None => {
             let mut out = b"I\0\0\0\x04".to_vec();
             ready_for_query(&mut out, b'I');
             send(s, &out).await?;
@@ -469,7 +494,7 @@ impl CopyIn {
     }
 }
 
-fn error(code: &str, message: &str) -> Vec<u8> {
+pub(crate) fn error(code: &str, message: &str) -> Vec<u8> {
     let fields = format!("SERROR\0VERROR\0C{code}\0M{message}\0\0");
     let mut out = vec![b'E'];
     out.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
