@@ -114,18 +114,12 @@ impl ConfigBuilder {
     /// instead of resolving its name; `None` resolves that host's name.
     pub fn hostaddr(self, addr: impl Into<Option<IpAddr>>) -> Self {
         let addr = addr.into();
-        self.apply(|c| {
-            c.hostaddrs.push(addr);
-            Ok(())
-        })
+        self.assign(|c| c.hostaddrs.push(addr))
     }
 
     /// Adds a port: one for all hosts, or one per host. 0 means 5432.
     pub fn port(self, port: u16) -> Self {
-        self.apply(|c| {
-            c.ports.push(port);
-            Ok(())
-        })
+        self.assign(|c| c.ports.push(port))
     }
 
     /// Sets the user name (`user`; default: the OS user).
@@ -156,10 +150,7 @@ impl ConfigBuilder {
 
     /// Sets `sslmode`.
     pub fn sslmode(self, mode: SslMode) -> Self {
-        self.apply(|c| {
-            c.ssl_mode = mode;
-            Ok(())
-        })
+        self.assign(|c| c.ssl_mode = mode)
     }
 
     /// Sets `sslnegotiation`.
@@ -168,10 +159,7 @@ impl ConfigBuilder {
     /// [`build`](Self::build) fails if `Direct` is combined with an sslmode
     /// weaker than `require`, as a connection string does.
     pub fn sslnegotiation(self, negotiation: SslNegotiation) -> Self {
-        self.apply(|c| {
-            c.ssl_negotiation = negotiation;
-            Ok(())
-        })
+        self.assign(|c| c.ssl_negotiation = negotiation)
     }
 
     /// Sets the root certificate file (`sslrootcert`); `system` means the
@@ -182,60 +170,39 @@ impl ConfigBuilder {
     /// other than `verify-full` or the default, as a connection string does.
     pub fn sslrootcert(self, file: impl Into<PathBuf>) -> Self {
         let file = path(file);
-        self.apply(|c| {
-            c.ssl_root_cert = file;
-            Ok(())
-        })
+        self.assign(|c| c.ssl_root_cert = file)
     }
 
     /// Sets the client certificate file (`sslcert`); empty means unset.
     pub fn sslcert(self, file: impl Into<PathBuf>) -> Self {
         let file = path(file);
-        self.apply(|c| {
-            c.ssl_cert = file;
-            Ok(())
-        })
+        self.assign(|c| c.ssl_cert = file)
     }
 
     /// Sets the client private key file (`sslkey`); empty means unset.
     pub fn sslkey(self, file: impl Into<PathBuf>) -> Self {
         let file = path(file);
-        self.apply(|c| {
-            c.ssl_key = file;
-            Ok(())
-        })
+        self.assign(|c| c.ssl_key = file)
     }
 
     /// Sets `channel_binding`.
     pub fn channel_binding(self, binding: ChannelBinding) -> Self {
-        self.apply(|c| {
-            c.channel_binding = binding;
-            Ok(())
-        })
+        self.assign(|c| c.channel_binding = binding)
     }
 
     /// Sets which authentication methods the server may use (`require_auth`).
     pub fn require_auth(self, methods: RequireAuth) -> Self {
-        self.apply(|c| {
-            c.require_auth = methods;
-            Ok(())
-        })
+        self.assign(|c| c.require_auth = methods)
     }
 
     /// Sets `target_session_attrs`.
     pub fn target_session_attrs(self, attrs: TargetSessionAttrs) -> Self {
-        self.apply(|c| {
-            c.target_session_attrs = attrs;
-            Ok(())
-        })
+        self.assign(|c| c.target_session_attrs = attrs)
     }
 
     /// Sets `load_balance_hosts`.
     pub fn load_balance_hosts(self, order: LoadBalanceHosts) -> Self {
-        self.apply(|c| {
-            c.load_balance_hosts = order;
-            Ok(())
-        })
+        self.assign(|c| c.load_balance_hosts = order)
     }
 
     /// Sets the per-host connect timeout (`connect_timeout`); zero waits as
@@ -243,12 +210,9 @@ impl ConfigBuilder {
     /// may be shorter than a second, and is then used as given (see
     /// [`Config::connect_timeout_used`]).
     pub fn connect_timeout(self, timeout: Duration) -> Self {
-        self.apply(|c| {
-            // The one rule of the keyword that a Duration can break: zero
-            // (libpq's "0 or negative") means no limit.
-            c.connect_timeout = Some(timeout).filter(|d| !d.is_zero());
-            Ok(())
-        })
+        // The one rule of the keyword a Duration can break: zero (libpq's
+        // "0 or negative") means no limit.
+        self.assign(|c| c.connect_timeout = Some(timeout).filter(|d| !d.is_zero()))
     }
 
     /// Turns TCP keepalive on or off (`keepalives`; default on).
@@ -330,6 +294,14 @@ impl ConfigBuilder {
             self.error = set(&mut self.config).err();
         }
         self
+    }
+
+    /// [`apply`](Self::apply) for a typed value, which cannot be refused.
+    fn assign(self, set: impl FnOnce(&mut Config)) -> Self {
+        self.apply(|c| {
+            set(c);
+            Ok(())
+        })
     }
 
     fn fail(self, error: Error) -> Self {

@@ -259,3 +259,25 @@ fn h_builder_result_takes_the_environment_only_on_request() {
         .unwrap();
     assert_eq!(config, parse("user=app dbname=db"));
 }
+
+#[test]
+fn h_builder_reads_a_named_service_as_a_string_does() {
+    let file =
+        std::env::temp_dir().join(format!("pg-transport-builder-{}.conf", std::process::id()));
+    std::fs::write(&file, "[app]\nhost=svc\nport=6000\n").unwrap();
+    let servicefile = file.to_str().unwrap();
+    let built = Config::builder()
+        .set("servicefile", servicefile)
+        .set("service", "app")
+        .port(7000)
+        .build();
+    let string = format!("servicefile={servicefile} service=app port=7000").parse::<Config>();
+    std::fs::remove_file(&file).unwrap();
+    let built = built.unwrap();
+    assert_eq!(built, string.unwrap());
+    // The service filled the host; the builder's port won, as a string's does.
+    assert_eq!(
+        (built.hosts, built.ports),
+        (vec!["svc".to_owned()], vec![7000])
+    );
+}
