@@ -38,15 +38,23 @@ async fn main() -> ExitCode {
         Ok::<_, pg_transport::Error>(rows)
     }
     .await;
+    // indicatif leaves the bar's line open; what follows starts a new one.
+    let end_bar_line = || {
+        if !bar.is_hidden() {
+            eprintln!();
+        }
+    };
     match result {
         Ok(rows) => {
             bar.finish();
+            end_bar_line();
             eprintln!("COPY {rows}");
             ExitCode::SUCCESS
         }
         Err(e) => {
             // Left where it stopped: how far the upload got is part of the story.
             bar.abandon();
+            end_bar_line();
             eprintln!("copy_in failed: {e}");
             ExitCode::FAILURE
         }
