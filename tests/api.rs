@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use pg_transport::connect::{self, HostEntry};
+use pg_transport::connect::{self, ConfigBuilder, HostEntry, SslMode};
 use pg_transport::notify::Notifications;
 use pg_transport::session::BackendKey;
 use pg_transport::session::copy::BoxError;
@@ -219,6 +219,7 @@ fn public_types_cross_tasks() {
     // A token is handed to another task to cancel from there.
     assert_send_sync::<CancelToken>();
     assert_send_sync::<Config>();
+    assert_send_sync::<ConfigBuilder>();
     assert_send_sync::<ConnectInfo>();
     // A connection moves into a task (it is not Sync: the session's
     // callbacks are `Send` only; share it behind a `tokio::sync::Mutex`).
@@ -237,6 +238,24 @@ fn public_types_cross_tasks() {
     assert_send_sync::<RowBuffer>();
     assert_send_sync::<RowCounter>();
     assert_send_sync::<pg_transport::Result<()>>();
+}
+
+#[test]
+fn config_is_built_from_another_crate_despite_non_exhaustive() {
+    // `Config` cannot be a literal here; the builder is the typed way in.
+    let config = Config::builder()
+        .host("db")
+        .port(5432)
+        .user("app")
+        .dbname("x")
+        .password("pw")
+        .sslmode(SslMode::VerifyFull)
+        .build()
+        .expect("valid settings");
+    let string: Config = "host=db port=5432 user=app dbname=x password=pw sslmode=verify-full"
+        .parse()
+        .expect("valid string");
+    assert_eq!(config, string);
 }
 
 #[test]

@@ -5,12 +5,14 @@
 //! cargo sim --seeds 10000           # more
 //! cargo sim --seed 0x1234abcd --scenario query-stream   # replay one
 //! ```
-//! Every failure prints the exact command that replays it.
+//! Every failure prints the exact command that replays it. The summary goes
+//! to stdout; the progress bar to stderr, only when it is a terminal (never in
+//! CI, nor with `--quiet`).
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use pg_sim::scenario::{self, ALL, Scenario};
 use pg_sim::seed::Seed;
 
@@ -150,35 +152,57 @@ fn main() -> ExitCode {
 fn run_all(args: &Args, scenarios: &[&Scenario], seeds: &[Seed]) -> (Vec<Tally>, Vec<String>) {
     let mut tallies: Vec<Tally> = scenarios.iter().map(|_| Tally::default()).collect();
     let mut replays = Vec::new();
-    let step = (seeds.len() / 20).max(1);
-    for (i, seed) in seeds.iter().enumerate() {
+    let bar = progress_bar(args.quiet, seeds.len());
+    for seed in seeds {
         for (scenario, tally) in scenarios.iter().zip(&mut tallies) {
-            replays.extend(run_one(args, scenario, *seed, tally));
+            replays.extend(run_one(args, &bar, scenario, *seed, tally));
         }
-        if !args.quiet && (i + 1) % step == 0 {
-            let done = (i + 1) * 100 / seeds.len();
-            print!("\r[{:<20}] {done:>3}%", "#".repeat(done / 5));
-            let _ = std::io::stdout().flush();
-        }
+        bar.inc(1);
     }
-    if !args.quiet {
-        println!();
+    bar.finish();
+    if !bar.is_hidden() {
+        // Ends the bar's line, which indicatif leaves open.
+        eprintln!();
     }
     (tallies, replays)
 }
 
+/// The bar over `seeds` seeds, on stderr. indicatif hides it when stderr is
+/// not a terminal (or `TERM` is unset or `dumb`), so a piped or CI run gets
+/// no escape codes; `--quiet` hides it everywhere.
+fn progress_bar(quiet: bool, seeds: usize) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template(
+        "[{bar:20}] {percent:>3}% {pos}/{len} seeds, {elapsed} (eta {eta})",
+    )
+    .expect("the template is a constant that parses")
+    .progress_chars("## ");
+    ProgressBar::new(u64::try_from(seeds).unwrap_or(u64::MAX)).with_style(style)
+}
+
 /// Runs `scenario` on `seed` into `tally`, printing its transcript when one
-/// seed is replayed; its replay line if it failed.
-fn run_one(args: &Args, scenario: &Scenario, seed: Seed, tally: &mut Tally) -> Option<String> {
+/// seed is replayed; its replay line if it failed. What it prints goes around
+/// `bar` (`suspend`), so the bar is not torn on a terminal.
+fn run_one(
+    args: &Args,
+    bar: &ProgressBar,
+    scenario: &Scenario,
+    seed: Seed,
+    tally: &mut Tally,
+) -> Option<String> {
     if args.verbose {
-        eprintln!("run {} seed {seed}", scenario.name);
+        bar.suspend(|| eprintln!("run {} seed {seed}", scenario.name));
     }
     let outcome = (scenario.run)(seed);
     if args.seed.is_some() {
-        println!("-- {} seed {seed}: transcript", scenario.name);
-        for line in &outcome.transcript {
-            println!("   {line}");
-        }
+        bar.suspend(|| {
+            println!("-- {} seed {seed}: transcript", scenario.name);
+            for line in &outcome.transcript {
+                println!("   {line}");
+            }
+        });
     }
     tally.runs += 1;
     tally.faults += u64::from(outcome.faults);

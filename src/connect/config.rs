@@ -385,13 +385,22 @@ impl FromStr for Config {
                 }
             }
         }
-        super::service::apply(&mut config, &|k| std::env::var(k).ok())?;
-        config.validate()?;
-        Ok(config)
+        config.checked()
     }
 }
 
 impl Config {
+    /// The last step of parsing a string or building a config: the named
+    /// service fills what is still unset, then [`Config::validate`].
+    ///
+    /// # Errors
+    /// The service file's errors and [`Config::validate`]'s.
+    pub(super) fn checked(mut self) -> Result<Self, Error> {
+        super::service::apply(&mut self, &|k| std::env::var(k).ok())?;
+        self.validate()?;
+        Ok(self)
+    }
+
     /// The per-host connect timeout a connection uses: none for zero, and 2
     /// seconds for 1 (libpq raises it: with whole seconds, a 1 s limit could
     /// expire at once). Shorter limits, which only code can set, are used as

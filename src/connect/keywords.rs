@@ -57,9 +57,7 @@ impl Config {
         let keyword = keyword(key)
             .ok_or_else(|| Error::config(format!("unknown connection option {key:?}")))?;
         match keyword.set {
-            Set::Value(set) => set(self, value).map_err(|why| {
-                Error::config(format!("invalid value for {key}: {value:?} ({why})"))
-            }),
+            Set::Value(set) => set(self, value).map_err(|why| invalid_value(key, value, &why)),
             Set::Text(field) => {
                 *field(self) = Some(value.to_owned());
                 Ok(())
@@ -76,8 +74,14 @@ impl Config {
     }
 }
 
-/// Why a value is bad, for "invalid value for {key}: {value:?} ({why})".
+/// Why a value is bad, for [`invalid_value`].
 type Why = Cow<'static, str>;
+
+/// The error for a value `key` cannot take, naming both; also used by the
+/// builder's typed setters, so that both say it the same way.
+pub(super) fn invalid_value(key: &str, value: &str, why: &str) -> Error {
+    Error::config(format!("invalid value for {key}: {value:?} ({why})"))
+}
 
 /// How a keyword takes a value.
 enum Set {
@@ -393,8 +397,9 @@ fn choice<T: Copy>(value: &str, options: &[(&str, T)], expected: &'static str) -
 }
 
 /// A path setting; libpq treats an empty value as unset.
-fn path(value: &str) -> Option<PathBuf> {
-    (!value.is_empty()).then(|| PathBuf::from(value))
+pub(super) fn path(value: impl Into<PathBuf>) -> Option<PathBuf> {
+    let path = value.into();
+    (!path.as_os_str().is_empty()).then_some(path)
 }
 
 /// `ssl_min_protocol_version` / `ssl_max_protocol_version`; empty means no bound.
@@ -423,7 +428,8 @@ fn protocol_version(value: &str) -> Result<Option<ProtocolVersion>, &'static str
     }
 }
 
-fn split_list(value: &str) -> Vec<String> {
+/// A comma-separated list (`host`, `hostaddr`, `port`), each entry trimmed.
+pub(super) fn split_list(value: &str) -> Vec<String> {
     value.split(',').map(|s| s.trim().to_owned()).collect()
 }
 

@@ -1,6 +1,7 @@
 //! Connecting: config → host list → dial → SSL negotiation → startup and auth →
 //! target_session_attrs. Orchestration only; each step lives in its own file.
 
+mod builder;
 mod cert;
 pub mod config;
 mod conninfo;
@@ -28,6 +29,7 @@ use crate::transport::{
 
 pub use crate::cancel::CancelToken;
 pub use crate::session::{AuthMethod, AuthRequirement, RequireAuth};
+pub use builder::ConfigBuilder;
 pub use config::{
     ChannelBinding, Config, GssEncMode, Keepalive, LoadBalanceHosts, ProtocolVersion, Replication,
     SslCertMode, SslMode, SslNegotiation, TargetSessionAttrs, TlsVersion,

@@ -6,6 +6,7 @@
 mod support;
 
 mod buffer;
+mod builder;
 mod config;
 mod copy;
 mod errors;
