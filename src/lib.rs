@@ -52,6 +52,7 @@ mod mutant;
 pub mod notify;
 pub mod protocol;
 pub mod session;
+pub mod trace;
 pub mod transport;
 
 pub use cancel::CancelToken;
