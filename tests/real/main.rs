@@ -17,6 +17,7 @@ mod options;
 mod peers;
 mod pgbouncer;
 mod scripted;
+mod spans;
 mod targets;
 mod versions;
 
