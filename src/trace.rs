@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `pg.connect` | `db.system.name`, `db.namespace`; at the end `outcome` and the error fields |
 //! | `pg.connect.attempt` (child of `pg.connect`, one per address dialled) | `otel.kind` = `client`, `server.address`, `server.port`, `network.transport`, `network.peer.address`; `tls.established` once SSL is negotiated; `pg.auth.method` once authenticated; `outcome` and the error fields |
-//! | `pg.query` ([`Connection::simple_query`](crate::Connection::simple_query)) | `otel.kind`, `otel.name`, `db.system.name`, `db.namespace`, `server.address`, `server.port`, `network.transport`, `db.operation.name`; at the end `db.response.returned_rows`, `outcome` and the error fields |
+//! | `pg.query` ([`Connection::simple_query`](crate::Connection::simple_query)) | `otel.kind` = `client`, `otel.name`, `db.system.name`, `db.namespace`, `server.address`, `server.port`, `network.transport`, `network.peer.address`, `db.operation.name`; at the end `db.response.returned_rows`, `outcome` and the error fields |
 //! | `pg.copy` (COPY OUT and COPY IN, including [`CopyInWriter`](crate::CopyInWriter) and [`CopyOutStream`](crate::CopyOutStream)) | as `pg.query` with `db.operation.name` = `COPY`, and `pg.copy.direction` (`in`/`out`); at the end `pg.copy.rows`, `pg.copy.bytes`, for COPY IN `pg.copy.aborted`, `outcome` and the error fields |
 //!
 //! What the fields hold:
