@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
 
 use crate::bulk::BulkReader;
 use crate::error::Error;
@@ -50,6 +51,8 @@ pub struct Connection<T> {
     spinning_since: Option<std::time::Instant>,
     /// Bulk reads of large responses. See [`Connection::set_bulk_read`].
     bulk: BulkReader,
+    /// Where the connection goes, for its spans (set by `connect`).
+    pub(crate) endpoint: crate::trace::Endpoint,
 }
 
 impl<T: Transport> Connection<T> {
@@ -63,6 +66,7 @@ impl<T: Transport> Connection<T> {
             read_spin: Duration::ZERO,
             spinning_since: None,
             bulk: BulkReader::new(Some(BulkRead::default())),
+            endpoint: crate::trace::Endpoint::default(),
         }
     }
 
@@ -332,11 +336,19 @@ impl<T: Transport> Connection<T> {
     /// - Kind `State`/`Closed` if the connection is busy or closed; kind
     ///   `Io`/`Protocol`/`Closed` if the stream fails (the connection is then `Closed`).
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<QueryResult>, Error> {
-        self.check_not_abandoned()?;
-        self.session.query(sql)?;
-        self.begin()?;
-        let result = self.run_simple_query().await;
-        self.end(result)
+        let span = crate::trace::query_span(&self.endpoint, sql);
+        let result = async {
+            self.check_not_abandoned()?;
+            self.session.query(sql)?;
+            self.begin()?;
+            let result = self.run_simple_query().await;
+            self.end(result)
+        }
+        .instrument(span.clone())
+        .await;
+        let rows = |r: &Vec<QueryResult>| r.iter().map(|q| q.rows.len() as u64).sum();
+        crate::trace::query_ended(&span, result.as_ref().map(rows));
+        result
     }
 
     async fn run_simple_query(&mut self) -> Result<Vec<QueryResult>, Error> {

@@ -21,12 +21,19 @@
 //!   query       query_stream (rows as a Stream), query_with (into a RowSink)
 //!   notify      LISTEN / NOTIFY
 //!   cancel      CancelToken
+//!   trace       the tracing spans (connect, query, COPY) and their fields
 //! ```
 //!
 //! The core is a value you feed: give a [`Session`] bytes, take messages out.
 //! The async shell ([`Connection`], [`connect()`]) needs a Tokio runtime with
 //! I/O and time enabled (`enable_all`, or `#[tokio::main]`): timeouts and the
 //! polite [`Connection::close`] use its timer.
+//!
+//! Connects, queries and COPYs are [`tracing`] spans (`pg.connect` with a
+//! `pg.connect.attempt` per address, `pg.query`, `pg.copy`) whose fields use
+//! OpenTelemetry's database names (`db.system.name`, `server.address`,
+//! `db.operation.name`, `db.response.status_code`, `error.type`…); the SQL
+//! text is never recorded. [`trace`] lists every span and field.
 //!
 //! ```
 //! use pg_transport::{Session, SessionConfig, protocol::Message};
@@ -57,6 +64,7 @@ mod pipeline;
 pub mod protocol;
 mod query;
 pub mod session;
+pub mod trace;
 pub mod transport;
 
 pub use cancel::CancelToken;

@@ -82,6 +82,12 @@ const RULES: &[Rule] = &[
         std_denied: &[],
     },
     Rule {
+        layer: "trace",
+        modules: &["trace", "error", "protocol"],
+        crates: &["tracing"],
+        std_denied: NO_IO,
+    },
+    Rule {
         layer: "mutant",
         modules: &["mutant"],
         crates: &[],

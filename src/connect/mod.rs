@@ -11,6 +11,7 @@ mod negotiate;
 mod peer;
 mod pgpass;
 mod service;
+mod spans;
 mod startup;
 mod tls;
 
@@ -18,11 +19,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
+use tracing::{Instrument, Span};
 
 use crate::cancel::{Cancel, CancelFuture};
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::session::Session;
+use crate::trace;
 use crate::transport::{
     KeepaliveOptions, MaybeTls, Socket, SocketOptions, TcpTransport, Transport, UnixTransport,
 };
@@ -79,7 +82,19 @@ pub struct ConnectInfo {
 /// never work (direct TLS with a weak sslmode, verify-ca without a root
 /// certificate) fail once, before any I/O.
 pub async fn connect(config: &Config) -> Result<(DefaultConnection, ConnectInfo), Error> {
+    let span = trace::connect_span();
+    let result = connect_hosts(config, &span).instrument(span.clone()).await;
+    trace::outcome(&span, result.as_ref().err());
+    result
+}
+
+/// [`connect`] inside its span, `span`: the parent of each attempt's.
+async fn connect_hosts(
+    config: &Config,
+    span: &Span,
+) -> Result<(DefaultConnection, ConnectInfo), Error> {
     let config = &*config.resolved()?;
+    trace::connect_namespace(span, spans::namespace(config));
     let tls = match config.ssl_mode {
         SslMode::Disable => None,
         _ => Some(TlsSetup::new(config)?),
@@ -96,7 +111,7 @@ pub async fn connect(config: &Config) -> Result<(DefaultConnection, ConnectInfo)
     for want in passes.iter().flatten() {
         for host in &hosts {
             if let Some(found) =
-                connect_host(config, tls.as_ref(), host, *want, &mut failures).await?
+                connect_host(config, tls.as_ref(), host, *want, &mut failures, span).await?
             {
                 return Ok(found);
             }
@@ -128,6 +143,7 @@ async fn connect_host(
     host: &HostEntry,
     want: TargetSessionAttrs,
     failures: &mut Vec<(String, Error)>,
+    span: &Span,
 ) -> Result<Option<(DefaultConnection, ConnectInfo)>, Error> {
     let addrs = match resolve(host).await {
         Ok(a) => a,
@@ -141,40 +157,62 @@ async fn connect_host(
     };
     for addr in addrs {
         let label = addr.map_or_else(|| host.display_host(), |a| a.to_string());
-        let attempt = async {
-            let (mut client, auth_method) = connect_addr(config, tls, host, addr).await?;
-            check_session_attrs(&mut client, want).await?;
-            let info = ConnectInfo {
-                host: host.clone(),
-                addr,
-                auth_method,
-            };
-            if let Some(key) = client.session().backend_key().cloned() {
-                client.cancel_token = Some(CancelToken::new(CancelTarget {
-                    config: config.clone(),
-                    info: info.clone(),
-                    key,
-                }));
-            }
-            Ok::<_, Error>((client, info))
-        };
-        let result = match config.connect_timeout_used() {
-            Some(limit) => tokio::time::timeout(limit, attempt)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::timeout(format!(
-                        "timeout expired after {limit:?} connecting to {label}"
-                    )))
-                }),
-            None => attempt.await,
-        };
+        let endpoint = spans::endpoint(config, host, addr);
+        let attempt_span = trace::attempt_span(span, &endpoint);
+        let result = connect_addr_bounded(config, tls, host, addr, want, &label)
+            .instrument(attempt_span.clone())
+            .await;
+        let auth = result.as_ref().map(|(_, info)| info.auth_method);
+        spans::attempt_ended(&attempt_span, auth);
         match result {
-            Ok(found) => return Ok(Some(found)),
+            Ok(mut found) => {
+                found.0.endpoint = endpoint;
+                return Ok(Some(found));
+            }
             Err(e) if e.kind() == crate::ErrorKind::Config => return Err(e),
             Err(e) => failures.push((label, e)),
         }
     }
     Ok(None)
+}
+
+/// One address, bounded by `connect_timeout`: connected, authenticated, and
+/// the server checked against `want`.
+async fn connect_addr_bounded(
+    config: &Config,
+    tls: Option<&TlsSetup>,
+    host: &HostEntry,
+    addr: Option<SocketAddr>,
+    want: TargetSessionAttrs,
+    label: &str,
+) -> Result<(DefaultConnection, ConnectInfo), Error> {
+    let attempt = async {
+        let (mut client, auth_method) = connect_addr(config, tls, host, addr).await?;
+        check_session_attrs(&mut client, want).await?;
+        let info = ConnectInfo {
+            host: host.clone(),
+            addr,
+            auth_method,
+        };
+        if let Some(key) = client.session().backend_key().cloned() {
+            client.cancel_token = Some(CancelToken::new(CancelTarget {
+                config: config.clone(),
+                info: info.clone(),
+                key,
+            }));
+        }
+        Ok::<_, Error>((client, info))
+    };
+    match config.connect_timeout_used() {
+        Some(limit) => tokio::time::timeout(limit, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::timeout(format!(
+                    "timeout expired after {limit:?} connecting to {label}"
+                )))
+            }),
+        None => attempt.await,
+    }
 }
 
 async fn resolve(host: &HostEntry) -> std::io::Result<Vec<Option<SocketAddr>>> {
@@ -295,9 +333,28 @@ pub async fn connect_transport<T: Transport>(
     config: &Config,
     host: &HostEntry,
 ) -> Result<(Connection<MaybeTls<T>>, AuthMethod), Error> {
-    let config = &*config.resolved()?;
-    let tls = first_attempt_tls(config, host)?;
-    establish(transport, config, tls.as_ref(), host).await
+    let span = trace::connect_span();
+    let result = async {
+        let config = &*config.resolved()?;
+        trace::connect_namespace(&span, spans::namespace(config));
+        let mut endpoint = spans::endpoint(config, host, None);
+        endpoint.transport = spans::transport_name(transport.kind());
+        let attempt_span = trace::attempt_span(&span, &endpoint);
+        let result = async {
+            let tls = first_attempt_tls(config, host)?;
+            establish(transport, config, tls.as_ref(), host).await
+        }
+        .instrument(attempt_span.clone())
+        .await;
+        spans::attempt_ended(&attempt_span, result.as_ref().map(|(_, m)| *m));
+        let (mut client, method) = result?;
+        client.endpoint = endpoint;
+        Ok((client, method))
+    }
+    .instrument(span.clone())
+    .await;
+    trace::outcome(&span, result.as_ref().err());
+    result
 }
 
 /// SSL negotiation per `tls` and `config`, then startup, over `socket`.
@@ -308,6 +365,8 @@ async fn establish<T: Transport>(
     host: &HostEntry,
 ) -> Result<(Connection<MaybeTls<T>>, AuthMethod), Error> {
     let transport = negotiate_ssl(socket, config, tls, host).await?;
+    // The current span is the attempt's (`connect_host`, `connect_transport`).
+    trace::attempt_tls(&Span::current(), matches!(transport, MaybeTls::Tls(_)));
     let session = Session::new(config.session);
     let mut client = Connection::new(transport, session);
     let method = startup::startup(&mut client, config, host).await?;

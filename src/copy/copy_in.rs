@@ -6,12 +6,15 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use tracing::Instrument;
+
 use super::{CopyInOptions, CopyProgress, CopySource};
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::mutant::{Mutant, mutant};
 use crate::protocol::limits::COPY_CANCEL_WAIT;
 use crate::session::copy::{CopyIn, CopyInPhase};
+use crate::trace::{self, CopyCounts, CopyDirection};
 use crate::transport::Transport;
 
 impl<T: Transport> Connection<T> {
@@ -47,8 +50,27 @@ impl<T: Transport> Connection<T> {
     pub async fn copy_in_with<S: CopySource>(
         &mut self,
         sql: &str,
+        source: S,
+        options: CopyInOptions<'_>,
+    ) -> Result<u64, Error> {
+        let span = trace::copy_span(&self.endpoint, CopyDirection::In);
+        let mut counts = CopyCounts::default();
+        let result = self
+            .copy_in_traced(sql, source, options, &mut counts)
+            .instrument(span.clone())
+            .await;
+        trace::copy_ended(&span, &result, counts);
+        result
+    }
+
+    /// [`Connection::copy_in_with`] without its span; `counts` is set when
+    /// the COPY ends.
+    async fn copy_in_traced<S: CopySource>(
+        &mut self,
+        sql: &str,
         mut source: S,
         mut options: CopyInOptions<'_>,
+        counts: &mut CopyCounts,
     ) -> Result<u64, Error> {
         self.check_not_abandoned()?;
         let mut copy = CopyIn::start(&mut self.session, sql, options.batch_size)?;
@@ -70,6 +92,7 @@ impl<T: Transport> Connection<T> {
             },
             None => run.await,
         };
+        *counts = copy_counts(&copy);
         self.end(result)
     }
 
@@ -324,6 +347,14 @@ async fn cancel_after_timeout(token: Option<crate::cancel::CancelToken>) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e.report(), "could not cancel the timed-out COPY"),
         Err(_) => tracing::warn!("cancel request for the timed-out COPY did not complete"),
+    }
+}
+
+/// What a COPY IN moved, for its span.
+pub(super) fn copy_counts(copy: &CopyIn) -> CopyCounts {
+    CopyCounts {
+        bytes: copy.bytes(),
+        aborted: Some(copy.aborted()),
     }
 }
 

@@ -14,10 +14,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
+use tracing::{Instrument, Span};
 
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::session::copy::{BoxError, CopyOut, CopyOutEvent};
+use crate::trace::{self, CopyCounts, CopyDirection};
 use crate::transport::Transport;
 
 pub use source::{
@@ -65,6 +67,9 @@ pub struct CopyOutStream<'a, T> {
     conn: &'a mut Connection<T>,
     copy: CopyOut,
     done: bool,
+    /// Recorded when the stream ends; never entered per item (no per-row
+    /// cost with a subscriber).
+    span: Span,
 }
 
 impl<T> CopyOutStream<'_, T> {
@@ -100,7 +105,13 @@ impl<T: Transport> Stream for CopyOutStream<'_, T> {
                     // Clears the in-flight mark; closes the connection unless
                     // the error left the stream in sync.
                     this.done = true;
-                    Poll::Ready(this.conn.end(result).err().map(Err))
+                    let result = this.conn.end(result);
+                    let counts = CopyCounts {
+                        bytes: this.copy.bytes(),
+                        aborted: None,
+                    };
+                    trace::copy_ended(&this.span, &result, counts);
+                    Poll::Ready(result.err().map(Err))
                 }
             };
         }
@@ -164,19 +175,31 @@ impl<T: Transport> Connection<T> {
     /// Items: kind `Server` for the server's error, transport and protocol
     /// errors (the connection then `Closed`).
     pub async fn copy_out_stream(&mut self, sql: &str) -> Result<CopyOutStream<'_, T>, Error> {
-        self.check_not_abandoned()?;
-        let mut copy = CopyOut::start(&mut self.session, sql, false)?;
-        self.begin()?;
-        // Up to CopyOutResponse here; the data is the stream's.
-        let started = self.receive(|session| copy.start_only(session)).await;
+        let span = trace::copy_span(&self.endpoint, CopyDirection::Out);
+        let started = async {
+            self.check_not_abandoned()?;
+            let mut copy = CopyOut::start(&mut self.session, sql, false)?;
+            self.begin()?;
+            // Up to CopyOutResponse here; the data is the stream's.
+            match self.receive(|session| copy.start_only(session)).await {
+                Ok(Ok(())) => Ok(copy),
+                Ok(Err(e)) | Err(e) => self.end(Err(e)),
+            }
+        }
+        .instrument(span.clone())
+        .await;
         // On success the operation goes on (still in flight) inside the stream.
         match started {
-            Ok(Ok(())) => Ok(CopyOutStream {
+            Ok(copy) => Ok(CopyOutStream {
                 conn: self,
                 copy,
                 done: false,
+                span,
             }),
-            Ok(Err(e)) | Err(e) => self.end(Err(e)),
+            Err(e) => {
+                trace::outcome(&span, Some(&e));
+                Err(e)
+            }
         }
     }
 
@@ -205,6 +228,25 @@ impl<T: Transport> Connection<T> {
         sql: &str,
         sink: &mut S,
         joined: bool,
+    ) -> Result<u64, Error> {
+        let span = trace::copy_span(&self.endpoint, CopyDirection::Out);
+        let mut counts = CopyCounts::default();
+        let result = self
+            .copy_out_run(sql, sink, joined, &mut counts)
+            .instrument(span.clone())
+            .await;
+        trace::copy_ended(&span, &result, counts);
+        result
+    }
+
+    /// [`Connection::copy_out_into`] without its span; `counts` is set when
+    /// the COPY ends.
+    async fn copy_out_run<S: CopySink>(
+        &mut self,
+        sql: &str,
+        sink: &mut S,
+        joined: bool,
+        counts: &mut CopyCounts,
     ) -> Result<u64, Error> {
         // The loop of `CopyOutStream::poll_next`, written out: driving the
         // stream from here measured about a fifth more client CPU per row.
@@ -235,7 +277,10 @@ impl<T: Transport> Connection<T> {
                         copy.sink_failed(e.into());
                     }
                 }
-                CopyOutEvent::Done(result) => return self.end(result),
+                CopyOutEvent::Done(result) => {
+                    counts.bytes = copy.bytes();
+                    return self.end(result);
+                }
             }
         }
     }

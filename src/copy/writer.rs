@@ -9,11 +9,13 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
+use tracing::{Instrument, Span};
 
-use super::CopyInOptions;
+use super::{CopyInOptions, copy_in};
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::session::copy::{CopyIn, CopyInPhase};
+use crate::trace::{self, CopyDirection};
 use crate::transport::Transport;
 
 /// A `COPY … FROM STDIN` in progress, fed by writes: an
@@ -45,6 +47,8 @@ pub struct CopyInWriter<'a, T> {
     yielding: bool,
     /// The COPY's outcome once it has ended (the operation is then over).
     outcome: Option<Result<u64, Error>>,
+    /// Recorded when the COPY ends; never entered per write.
+    span: Span,
 }
 
 impl<T: Transport> Connection<T> {
@@ -68,29 +72,45 @@ impl<T: Transport> Connection<T> {
     ///   stays `Ready`.
     /// - Transport and protocol errors: `Closed`.
     pub async fn copy_in_writer(&mut self, sql: &str) -> Result<CopyInWriter<'_, T>, Error> {
+        let span = trace::copy_span(&self.endpoint, CopyDirection::In);
+        let started = self
+            .start_copy_in_writer(sql)
+            .instrument(span.clone())
+            .await;
+        match started {
+            Ok(copy) => Ok(CopyInWriter {
+                conn: self,
+                copy,
+                unyielded: 0,
+                yielding: false,
+                outcome: None,
+                span,
+            }),
+            Err(e) => {
+                trace::outcome(&span, Some(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the COPY for [`Connection::copy_in_writer`]: the COPY, sending.
+    async fn start_copy_in_writer(&mut self, sql: &str) -> Result<CopyIn, Error> {
         self.check_not_abandoned()?;
         let mut copy = CopyIn::start(&mut self.session, sql, CopyInOptions::default().batch_size)?;
         self.begin()?;
         if let Err(e) = self.start_copy_in(&mut copy).await {
             return self.end(Err(e));
         }
-        if let Some(result) = copy.take_result() {
+        match copy.take_result() {
             // Refused before any data: the statement is over (always an error:
             // a COPY that never started has no row count).
-            let refused = result.and_then(|_| {
+            Some(result) => self.end(result.and_then(|_| {
                 Err(Error::protocol_violation(
                     "COPY IN ended before it started".to_owned(),
                 ))
-            });
-            return self.end(refused);
+            })),
+            None => Ok(copy),
         }
-        Ok(CopyInWriter {
-            conn: self,
-            copy,
-            unyielded: 0,
-            yielding: false,
-            outcome: None,
-        })
     }
 }
 
@@ -200,21 +220,28 @@ impl<T: Transport> CopyInWriter<'_, T> {
             // One last look first: after the server's error, no CopyDone.
             if let Poll::Ready(Err(e)) = self.conn.poll_watch(cx, &mut self.copy) {
                 let e = self.copy.interrupted(self.conn.session_mut(), e);
-                self.outcome = Some(self.conn.end(Err(e)));
+                self.conclude(Err(e));
                 return Poll::Ready(());
             }
             self.copy.finish();
         }
         let result = ready!(self.conn.poll_finish_copy_in(cx, &mut self.copy));
-        self.outcome = Some(self.conn.end(result));
+        self.conclude(result);
         Poll::Ready(())
+    }
+
+    /// The COPY is over with `result`: ends the operation, records the span.
+    fn conclude(&mut self, result: Result<u64, Error>) {
+        let result = self.conn.end(result);
+        trace::copy_ended(&self.span, &result, copy_in::copy_counts(&self.copy));
+        self.outcome = Some(result);
     }
 
     /// The I/O failed while sending: the COPY is over (`Closed`).
     fn fail(&mut self, e: Error) -> Error {
         let e = self.copy.interrupted(self.conn.session_mut(), e);
         let reported = Error::with_kind_of(&e, e.report().to_string());
-        self.outcome = Some(self.conn.end(Err(e)));
+        self.conclude(Err(e));
         reported
     }
 

@@ -19,6 +19,7 @@ mod pgbouncer;
 mod pipeline;
 mod query;
 mod scripted;
+mod spans;
 mod targets;
 mod versions;
 

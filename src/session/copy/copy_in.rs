@@ -66,6 +66,10 @@ pub struct CopyIn {
     server_error: bool,
     /// The outcome, once known (held while the fence runs).
     result: Option<Result<u64, Error>>,
+    /// Payload bytes taken by [`CopyIn::push`].
+    bytes: u64,
+    /// Whether the server's error arrived while the data was still being sent.
+    aborted: bool,
 }
 
 impl CopyIn {
@@ -86,6 +90,8 @@ impl CopyIn {
             reply_error: None,
             server_error: false,
             result: None,
+            bytes: 0,
+            aborted: false,
         })
     }
 
@@ -103,6 +109,18 @@ impl CopyIn {
     /// The batch size: write once this many bytes are queued.
     pub fn batch_size(&self) -> usize {
         self.batch
+    }
+
+    /// The COPY data taken by [`CopyIn::push`], in bytes (CopyData headers
+    /// excluded), whether or not it was written before the COPY ended.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether the server's error ended the COPY while its data was still
+    /// being sent (an early abort), not in answer to CopyDone or CopyFail.
+    pub fn aborted(&self) -> bool {
+        self.aborted
     }
 
     /// Bytes queued and not yet written.
@@ -124,6 +142,7 @@ impl CopyIn {
                 self.phase()
             )));
         }
+        self.bytes += chunk.len() as u64;
         self.out.push_copy_data(chunk, self.batch);
         Ok(())
     }
@@ -268,6 +287,7 @@ impl CopyIn {
     /// CopyData after an error), queue nothing more.
     fn abort(&mut self, error: DbError) {
         self.server_error = true;
+        self.aborted = true;
         self.out.keep_started_frame_only();
         if mutant(Mutant::CopyDoneAfterAbort) {
             let mut done = BytesMut::new();

@@ -41,6 +41,8 @@ pub struct CopyOut {
     /// The first failure (the sink's or the server's); data after it is
     /// dropped while the rest of the reply is read.
     first: Option<Error>,
+    /// CopyData payload bytes handed out.
+    bytes: u64,
 }
 
 impl CopyOut {
@@ -59,12 +61,18 @@ impl CopyOut {
             joined,
             rows: None,
             first: None,
+            bytes: 0,
         })
     }
 
     /// The row count from the command tag, once it has arrived.
     pub fn rows(&self) -> Option<u64> {
         self.rows
+    }
+
+    /// The COPY data handed out so far, in bytes (CopyData headers excluded).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The next thing for the caller; `None` when the buffered bytes hold
@@ -96,7 +104,12 @@ impl CopyOut {
             session.next_copy_data()
         };
         match next {
-            Ok(data) => data,
+            Ok(data) => {
+                if let Some(d) = &data {
+                    self.bytes += d.len() as u64;
+                }
+                data
+            }
             Err(e) => {
                 self.fast = false;
                 self.broken = Some(e);
@@ -188,6 +201,7 @@ impl CopyOut {
             // CopyData comes this way when a notice or notification preceded
             // it (the fast path only looks at the next frame).
             Message::CopyData(data) if self.first.is_none() => {
+                self.bytes += data.len() as u64;
                 return Some(CopyOutEvent::Data(data));
             }
             Message::CommandComplete { tag } => self.rows = Some(copy_rows(&tag)),
