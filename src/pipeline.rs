@@ -8,7 +8,10 @@ use std::task::{Context, Poll};
 
 use crate::conn::Connection;
 use crate::error::Error;
+use tracing::Instrument;
+
 use crate::session::pipeline::{Pipeline, PipelineRun, Response};
+use crate::trace;
 use crate::transport::Transport;
 
 impl<T: Transport> Connection<T> {
@@ -50,13 +53,30 @@ impl<T: Transport> Connection<T> {
     /// - Transport and protocol errors (a reply that does not fit its request)
     ///   leave it `Closed`.
     pub async fn pipeline(&mut self, pipeline: &Pipeline) -> Result<Vec<Response>, Error> {
-        self.check_not_abandoned()?;
-        let mut run = PipelineRun::start(&mut self.session, pipeline)?;
-        self.begin()?;
-        let mut unflushed = false;
-        let result =
-            std::future::poll_fn(|cx| self.poll_pipeline(&mut run, &mut unflushed, cx)).await;
-        self.end(result)
+        let span = trace::pipeline_span(&self.endpoint, pipeline.len());
+        let result = async {
+            self.check_not_abandoned()?;
+            let mut run = PipelineRun::start(&mut self.session, pipeline)?;
+            self.begin()?;
+            let mut unflushed = false;
+            let result =
+                std::future::poll_fn(|cx| self.poll_pipeline(&mut run, &mut unflushed, cx)).await;
+            self.end(result)
+        }
+        .instrument(span.clone())
+        .await;
+        match &result {
+            // A request's own failure is the batch's outcome too.
+            Ok(responses) => match responses.iter().find_map(Response::error) {
+                Some(failed) => trace::query_ended(&span, Err(failed)),
+                None => {
+                    let rows = responses.iter().filter_map(Response::rows);
+                    trace::query_ended(&span, Ok(rows.map(|set| set.rows.len() as u64).sum()));
+                }
+            },
+            Err(e) => trace::query_ended(&span, Err(e)),
+        }
+        result
     }
 
     fn poll_pipeline(

@@ -5,11 +5,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
+use tracing::{Instrument, Span};
 
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::session::RowSink;
 use crate::session::query::{QueryEvent, Row, SimpleQuery};
+use crate::trace;
 use crate::transport::Transport;
 
 /// The rows of a simple query, from [`Connection::query_stream`].
@@ -24,6 +26,9 @@ pub struct RowStream<'a, T> {
     conn: &'a mut Connection<T>,
     query: SimpleQuery,
     done: bool,
+    /// The query's span, recorded when the stream ends (not entered per row).
+    span: Span,
+    rows: u64,
 }
 
 impl<T> RowStream<'_, T> {
@@ -52,12 +57,17 @@ impl<T: Transport> Stream for RowStream<'_, T> {
                 },
             };
             return match event {
-                QueryEvent::Row(row) => Poll::Ready(Some(Ok(row))),
+                QueryEvent::Row(row) => {
+                    this.rows += 1;
+                    Poll::Ready(Some(Ok(row)))
+                }
                 QueryEvent::Done(result) => {
                     // Clears the in-flight mark; closes the connection unless
                     // the error left the stream in sync.
                     this.done = true;
-                    Poll::Ready(this.conn.end(result).err().map(Err))
+                    let result = this.conn.end(result);
+                    trace::query_ended(&this.span, result.as_ref().map(|()| this.rows));
+                    Poll::Ready(result.err().map(Err))
                 }
             };
         }
@@ -121,17 +131,31 @@ impl<T: Transport> Connection<T> {
     /// (a DataRow whose column count is not its RowDescription's, say) leave
     /// it `Closed`.
     pub async fn query_stream(&mut self, sql: &str) -> Result<RowStream<'_, T>, Error> {
-        self.check_not_abandoned()?;
-        let query = SimpleQuery::start(&mut self.session, sql)?;
-        self.begin()?;
-        if let Err(e) = self.flush_send_buf().await {
-            return self.end(Err(e));
+        let span = trace::query_span(&self.endpoint, sql);
+        let started = async {
+            self.check_not_abandoned()?;
+            let query = SimpleQuery::start(&mut self.session, sql)?;
+            self.begin()?;
+            match self.flush_send_buf().await {
+                Ok(()) => Ok(query),
+                Err(e) => self.end(Err(e)),
+            }
         }
-        Ok(RowStream {
-            conn: self,
-            query,
-            done: false,
-        })
+        .instrument(span.clone())
+        .await;
+        match started {
+            Ok(query) => Ok(RowStream {
+                conn: self,
+                query,
+                done: false,
+                span,
+                rows: 0,
+            }),
+            Err(e) => {
+                trace::query_ended(&span, Err(&e));
+                Err(e)
+            }
+        }
     }
 
     /// Runs `sql` with the simple-query protocol, handing every row to `rows`
@@ -156,13 +180,30 @@ impl<T: Transport> Connection<T> {
         sql: &str,
         rows: &mut (dyn RowSink + Send),
     ) -> Result<Vec<String>, Error> {
-        self.check_not_abandoned()?;
-        let mut query = SimpleQuery::start(&mut self.session, sql)?;
-        self.begin()?;
-        let result = match self.receive(|session| query.next_with(session, rows)).await {
-            Ok(done) => done,
-            Err(e) => query.interrupted(e).into_result(),
-        };
-        self.end(result.map(|()| query.tags().to_vec()))
+        let span = trace::query_span(&self.endpoint, sql);
+        let result = async {
+            self.check_not_abandoned()?;
+            let mut query = SimpleQuery::start(&mut self.session, sql)?;
+            self.begin()?;
+            let result = match self.receive(|session| query.next_with(session, rows)).await {
+                Ok(done) => done,
+                Err(e) => query.interrupted(e).into_result(),
+            };
+            self.end(result.map(|()| query.tags().to_vec()))
+        }
+        .instrument(span.clone())
+        .await;
+        trace::query_ended(&span, result.as_ref().map(|tags| returned_rows(tags)));
+        result
     }
+}
+
+/// The rows the command tags say were returned: `SELECT n` and `FETCH n`.
+fn returned_rows(tags: &[String]) -> u64 {
+    tags.iter()
+        .filter_map(|tag| {
+            let (command, count) = tag.rsplit_once(' ')?;
+            matches!(command, "SELECT" | "FETCH").then(|| count.parse::<u64>().ok())?
+        })
+        .sum()
 }

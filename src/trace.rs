@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `pg.connect` | `db.system.name`, `db.namespace`; at the end `outcome` and the error fields |
 //! | `pg.connect.attempt` (child of `pg.connect`, one per address dialled) | `otel.kind` = `client`, `server.address`, `server.port`, `network.transport`, `network.peer.address`; `tls.established` once SSL is negotiated; `pg.auth.method` once authenticated; `outcome` and the error fields |
-//! | `pg.query` ([`Connection::simple_query`](crate::Connection::simple_query)) | `otel.kind` = `client`, `otel.name`, `db.system.name`, `db.namespace`, `server.address`, `server.port`, `network.transport`, `network.peer.address`, `db.operation.name`; at the end `db.response.returned_rows`, `outcome` and the error fields |
+//! | `pg.query` ([`Connection::simple_query`](crate::Connection::simple_query), [`query_stream`](crate::Connection::query_stream), [`query_with`](crate::Connection::query_with), [`pipeline`](crate::Connection::pipeline)) | `otel.kind` = `client`, `otel.name`, `db.system.name`, `db.namespace`, `server.address`, `server.port`, `network.transport`, `network.peer.address`, `db.operation.name`; at the end `db.response.returned_rows`, `outcome` and the error fields |
 //! | `pg.copy` (COPY OUT and COPY IN, including [`CopyInWriter`](crate::CopyInWriter) and [`CopyOutStream`](crate::CopyOutStream)) | as `pg.query` with `db.operation.name` = `COPY`, and `pg.copy.direction` (`in`/`out`); at the end `pg.copy.rows`, `pg.copy.bytes`, for COPY IN `pg.copy.aborted`, `outcome` and the error fields |
 //!
 //! What the fields hold:
@@ -35,7 +35,11 @@
 //!   for an empty query or when the text does not start with a word.
 //!   `otel.name` is `{db.operation.name} {db.namespace}`, as OpenTelemetry
 //!   names database spans.
-//! - `db.response.returned_rows`: the rows of every statement of the query.
+//! - `db.response.returned_rows`: the rows of every statement of the query
+//!   (for `query_with`, the counts of the `SELECT`/`FETCH` command tags; for a
+//!   pipeline, of every request). A pipeline's span has `db.operation.name` =
+//!   `BATCH` and `db.operation.batch.size`; a request that failed makes its
+//!   outcome `error` with that request's error fields.
 //! - `pg.copy.rows`: the row count of `COPY n`; `pg.copy.bytes`: the COPY
 //!   data received (OUT) or taken from the source (IN), headers excluded;
 //!   `pg.copy.aborted`: whether the server's error ended a COPY IN while its
@@ -150,17 +154,31 @@ pub(crate) fn attempt_auth(span: &Span, method: &'static str) {
 
 /// The span of one query.
 pub(crate) fn query_span(at: &Endpoint, sql: &str) -> Span {
+    request_span(at, operation_name(sql))
+}
+
+/// The span of one [`Connection::pipeline`](crate::Connection::pipeline):
+/// a `pg.query` whose `db.operation.name` is `BATCH`, with
+/// `db.operation.batch.size`, as OpenTelemetry names batches.
+pub(crate) fn pipeline_span(at: &Endpoint, size: usize) -> Span {
+    let span = request_span(at, Some("BATCH".to_owned()));
+    span.record("db.operation.batch.size", size as u64);
+    span
+}
+
+fn request_span(at: &Endpoint, operation: Option<String>) -> Span {
     tracing::info_span!(
         "pg.query",
         otel.kind = "client",
-        otel.name = span_name(operation_name(sql).as_deref(), at),
+        otel.name = span_name(operation.as_deref(), at),
         db.system.name = DB_SYSTEM,
         db.namespace = at.namespace.as_deref(),
         server.address = at.address.as_deref(),
         server.port = at.port,
         network.transport = at.transport,
         network.peer.address = at.peer_address.as_deref(),
-        db.operation.name = operation_name(sql),
+        db.operation.name = operation,
+        db.operation.batch.size = Empty,
         db.response.returned_rows = Empty,
         outcome = Empty,
         otel.status_code = Empty,

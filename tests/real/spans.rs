@@ -389,3 +389,56 @@ fn copy_out_span_records_rows_and_bytes() {
     assert_eq!(refused.get("pg.copy.bytes"), Some(&V::U64(0)));
     assert_eq!(refused.get("pg.copy.rows"), None);
 }
+
+#[test]
+fn streamed_queries_and_pipelines_record_rows_and_the_failed_request() {
+    use pg_transport::session::pipeline::Pipeline;
+    let (_, spans) = with_spans(|| async {
+        let mut conn = tcp_client().await;
+        let rows = conn
+            .query_stream("SELECT g FROM generate_series(1, 5) g")
+            .await
+            .unwrap();
+        assert_eq!(rows.count().await, 5);
+        let mut counter = pg_transport::RowCounter::default();
+        let tags = conn
+            .query_with(
+                "SELECT 1 UNION ALL SELECT 2; CREATE TEMP TABLE sp (v int)",
+                &mut counter,
+            )
+            .await
+            .unwrap();
+        assert_eq!(tags.len(), 2);
+        let mut ok = Pipeline::new();
+        ok.query("SELECT 1", &[])
+            .unwrap()
+            .query("SELECT 2 UNION ALL SELECT 3", &[])
+            .unwrap();
+        conn.pipeline(&ok).await.unwrap();
+        let mut failing = Pipeline::new();
+        failing
+            .query("SELECT 1", &[])
+            .unwrap()
+            .query("SELECT 1/0", &[])
+            .unwrap();
+        conn.pipeline(&failing).await.unwrap();
+    });
+    let queries: Vec<_> = spans.iter().filter(|s| s.name == "pg.query").collect();
+    assert_eq!(queries.len(), 4, "{spans:#?}");
+    let (stream, with, ok, failing) = (queries[0], queries[1], queries[2], queries[3]);
+    assert_eq!(stream.get("db.operation.name"), s("SELECT").as_ref());
+    assert_eq!(stream.get("db.response.returned_rows"), Some(&V::U64(5)));
+    assert_eq!(stream.get("outcome"), s("ok").as_ref());
+    assert_eq!(with.get("db.response.returned_rows"), Some(&V::U64(2)));
+    assert_eq!(with.get("outcome"), s("ok").as_ref());
+    for batch in [ok, failing] {
+        assert_eq!(batch.get("db.operation.name"), s("BATCH").as_ref());
+        assert_eq!(batch.get("db.operation.batch.size"), Some(&V::U64(2)));
+        assert_eq!(batch.get("otel.name"), s("BATCH postgres").as_ref());
+    }
+    assert_eq!(ok.get("db.response.returned_rows"), Some(&V::U64(3)));
+    assert_eq!(ok.get("outcome"), s("ok").as_ref());
+    assert_eq!(failing.get("outcome"), s("error").as_ref());
+    assert_eq!(failing.get("error.type"), s("22012").as_ref());
+    assert_eq!(failing.get("db.response.returned_rows"), None);
+}
