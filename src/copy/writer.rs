@@ -14,7 +14,7 @@ use tracing::{Instrument, Span};
 use super::{CopyInOptions, copy_in};
 use crate::conn::Connection;
 use crate::error::Error;
-use crate::session::copy::{CopyIn, CopyInPhase};
+use crate::session::copy::{BoxError, CopyIn, CopyInPhase};
 use crate::trace::{self, CopyDirection};
 use crate::transport::Transport;
 
@@ -132,6 +132,31 @@ impl<T: Transport> CopyInWriter<'_, T> {
     pub async fn finish(mut self) -> Result<u64, Error> {
         std::future::poll_fn(|cx| self.poll_end(cx)).await;
         self.take_outcome()
+    }
+
+    /// Abandons the COPY cleanly: sends CopyFail with `reason` (after the
+    /// rest of a frame already partly written), reads the server's reply,
+    /// and returns the COPY's outcome, which is an error: kind `Callback`
+    /// with `reason` as its source, the connection `Ready` and nothing of
+    /// the COPY kept. Use it when the data's own source fails part-way (a
+    /// COPY OUT from another server, say); dropping the writer instead
+    /// leaves the connection `Closed`.
+    ///
+    /// If the server had already aborted the COPY, its error is returned
+    /// instead (nothing is sent); transport errors leave the connection
+    /// `Closed`.
+    pub async fn abort(mut self, reason: impl Into<BoxError>) -> Error {
+        if self.outcome.is_none() {
+            self.copy.fail(reason.into());
+        }
+        std::future::poll_fn(|cx| self.poll_end(cx)).await;
+        match self.take_outcome() {
+            Err(e) => e,
+            // Unreachable for a COPY that was sending: CopyFail always fails it.
+            Ok(rows) => Error::usage(format!(
+                "the COPY IN had already ended with COPY {rows}: nothing to abort"
+            )),
+        }
     }
 
     /// The row count, once the COPY has ended well (after

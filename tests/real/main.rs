@@ -20,6 +20,7 @@ mod pipeline;
 mod query;
 mod scripted;
 mod spans;
+mod table_copy;
 mod targets;
 mod versions;
 
