@@ -20,6 +20,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use pg_transport::session::pipeline::Pipeline;
@@ -80,6 +81,10 @@ impl Job {
 /// Copies `job` from `source` to `target`, calling `progress(rows, bytes)`
 /// after each row.
 ///
+/// The source is read and the target written concurrently, through a
+/// bounded queue of rows: neither server waits while the other's socket is
+/// being served, and memory stays bounded by the queue.
+///
 /// # Errors
 /// The side that failed and its error; both connections are left `Ready`
 /// unless their transport failed.
@@ -105,30 +110,51 @@ pub async fn copy(
             });
         }
     };
-    let (mut rows, mut bytes) = (0, 0);
-    while let Some(item) = rows_out.next().await {
-        let data = match item {
-            Ok(data) => data,
-            Err(error) => {
-                // The target keeps nothing of it: CopyFail, and it is Ready.
-                let _ = writer.abort(format!("the source failed: {error}")).await;
-                return Err(Failed {
-                    side: Side::Source,
-                    error,
-                });
+    let (queue, queued) = tokio::sync::mpsc::channel::<Bytes>(QUEUED_ROWS);
+    // Ends at the source's end or error, or when the target side has
+    // stopped taking rows (the queue's receiver is gone).
+    let read = async {
+        // Owned here: dropped at the end, which closes the queue.
+        let queue = queue;
+        while let Some(item) = rows_out.next().await {
+            if queue.send(item?).await.is_err() {
+                break;
             }
-        };
-        bytes += data.len() as u64;
-        if let Err(error) = writer.feed(data).await {
+        }
+        Ok(())
+    };
+    // Ends when the queue is closed and empty, or at the target's error.
+    let write = async {
+        // Owned here: dropped at the target's error, which stops the reader.
+        let mut queued = queued;
+        let (mut rows, mut bytes) = (0, 0);
+        while let Some(data) = queued.recv().await {
+            bytes += data.len() as u64;
+            writer.feed(data).await?;
+            rows += 1;
+            progress(rows, bytes);
+        }
+        Ok(bytes)
+    };
+    let (read, write): (Result<(), Error>, Result<u64, Error>) = tokio::join!(read, write);
+    let bytes = match (read, write) {
+        (_, Err(error)) => {
             drain_cancelled(&mut rows_out, cancel).await;
             return Err(Failed {
                 side: Side::Target,
                 error,
             });
         }
-        rows += 1;
-        progress(rows, bytes);
-    }
+        (Err(error), Ok(_)) => {
+            // The target keeps nothing of it: CopyFail, and it is Ready.
+            let _ = writer.abort(format!("the source failed: {error}")).await;
+            return Err(Failed {
+                side: Side::Source,
+                error,
+            });
+        }
+        (Ok(()), Ok(bytes)) => bytes,
+    };
     let sent = rows_out.rows();
     let rows = writer.finish().await.map_err(on(Side::Target))?;
     if sent != Some(rows) {
@@ -142,6 +168,10 @@ pub async fn copy(
     }
     Ok(Copied { rows, bytes })
 }
+
+/// Rows read from the source but not yet handed to the target: what bounds
+/// the copy's memory (about 0.5 MB of 130-byte rows).
+const QUEUED_ROWS: usize = 4096;
 
 /// Stops the source's COPY after the target failed: a CancelRequest, then
 /// the rest of its data read and dropped until the server's "canceling

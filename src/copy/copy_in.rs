@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use tracing::Instrument;
 
-use super::{CopyInOptions, CopyProgress, CopySource};
+use super::{CopyInOptions, CopyProgress, CopySource, Turns};
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::mutant::{Mutant, mutant};
@@ -139,6 +139,7 @@ impl<T: Transport> Connection<T> {
         options: &mut CopyInOptions<'_>,
     ) -> Result<(), Error> {
         let mut progress = CopyProgress::default();
+        let mut turns = Turns::default();
         loop {
             // Pull the next chunk. Meanwhile, write what is batched (a slow
             // source must not hold data back) and watch for the server's error.
@@ -169,8 +170,12 @@ impl<T: Transport> Connection<T> {
             }
             progress.bytes += chunk.len() as u64;
             progress.rows += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+            turns.took(chunk.len());
             copy.push(chunk)?;
             if copy.queued() >= copy.batch_size() {
+                // A source and writes that never block would never let the
+                // reactor see the server's error (see `YIELD_EVERY`).
+                std::future::poll_fn(|cx| turns.poll_turn(cx)).await;
                 self.write_watching(copy).await?;
                 if copy.phase() != CopyInPhase::Sending {
                     return Ok(());

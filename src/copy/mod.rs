@@ -28,6 +28,44 @@ pub use source::{
 };
 pub use writer::CopyInWriter;
 
+/// A COPY IN whose writes never block would never see the server's error:
+/// a socket's readiness is updated by the runtime's reactor, which runs only
+/// when the task yields (tokio's cooperative budget forces that only every
+/// 128 I/O polls: 25 MB of 200 KB writes, measured; 27.8 MB in CI). So after
+/// this many bytes taken, COPY IN yields once, and the watch sees what
+/// arrived.
+const YIELD_EVERY: usize = 1 << 20;
+
+/// Counts the bytes COPY IN takes and gives the runtime a turn once
+/// [`YIELD_EVERY`] of them went by without one (see there).
+#[derive(Debug, Default)]
+struct Turns {
+    unyielded: usize,
+    yielding: bool,
+}
+
+impl Turns {
+    fn took(&mut self, bytes: usize) {
+        self.unyielded += bytes;
+    }
+
+    /// Pending once, waking at once, when a turn is due; else ready.
+    fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielding {
+            self.yielding = false;
+            self.unyielded = 0;
+        } else if self.unyielded >= YIELD_EVERY {
+            self.yielding = true;
+            // Its first poll defers our wake-up until the reactor has run.
+            let mut turn = std::pin::pin!(tokio::task::yield_now());
+            if turn.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
 /// Where COPY OUT data goes, inside this module: a caller's closure, or a
 /// writer (a closure cannot lend its captures to the future it returns).
 trait CopySink {

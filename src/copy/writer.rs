@@ -2,7 +2,6 @@
 //! the receive watch: the server's error ends the writer at the next write,
 //! not at the end of the data.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -11,7 +10,7 @@ use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tracing::{Instrument, Span};
 
-use super::{CopyInOptions, copy_in};
+use super::{CopyInOptions, Turns, copy_in};
 use crate::conn::Connection;
 use crate::error::Error;
 use crate::session::copy::{BoxError, CopyIn, CopyInPhase};
@@ -26,7 +25,7 @@ use crate::transport::Transport;
 /// While it is written to, it also reads: when the server aborts the COPY (a
 /// constraint violated at row 2 of a billion), the next write, flush or
 /// `poll_ready` fails with the server's error, about a MiB later at most
-/// (the writer yields to the runtime that often, see `YIELD_EVERY`) — not at
+/// (COPY IN yields to the runtime that often) — not at
 /// the end, as with a writer that only looks at the reply when it is
 /// finished. By then the COPY is over and the connection `Ready` again.
 ///
@@ -41,10 +40,8 @@ use crate::transport::Transport;
 pub struct CopyInWriter<'a, T> {
     conn: &'a mut Connection<T>,
     copy: CopyIn,
-    /// Bytes taken since the task last gave the runtime a turn (see
-    /// [`YIELD_EVERY`]), and whether it is giving one now.
-    unyielded: usize,
-    yielding: bool,
+    /// When to give the runtime a turn (see [`YIELD_EVERY`](super::YIELD_EVERY)).
+    turns: Turns,
     /// The COPY's outcome once it has ended (the operation is then over).
     outcome: Option<Result<u64, Error>>,
     /// Recorded when the COPY ends; never entered per write.
@@ -81,8 +78,7 @@ impl<T: Transport> Connection<T> {
             Ok(copy) => Ok(CopyInWriter {
                 conn: self,
                 copy,
-                unyielded: 0,
-                yielding: false,
+                turns: Turns::default(),
                 outcome: None,
                 span,
             }),
@@ -113,13 +109,6 @@ impl<T: Transport> Connection<T> {
         }
     }
 }
-
-/// A writer whose writes never block would never see the server's error: a
-/// socket's readiness is updated by the runtime's reactor, which runs only
-/// when the task yields (tokio's cooperative budget forces that only every
-/// 128 writes: 25 MB of 200 KB writes, measured). So after this many bytes
-/// the writer yields once, and the watch sees what arrived.
-const YIELD_EVERY: usize = 1 << 20;
 
 impl<T: Transport> CopyInWriter<'_, T> {
     /// Sends CopyDone (unless the server has already aborted), reads the
@@ -175,7 +164,7 @@ impl<T: Transport> CopyInWriter<'_, T> {
         if self.outcome.is_some() {
             return Poll::Ready(Err(self.ended()));
         }
-        ready!(self.poll_yield(cx));
+        ready!(self.turns.poll_turn(cx));
         if let Poll::Ready(Err(e)) = self.conn.poll_watch(cx, &mut self.copy) {
             return Poll::Ready(Err(self.fail(e)));
         }
@@ -187,23 +176,6 @@ impl<T: Transport> CopyInWriter<'_, T> {
             }
         }
         self.poll_still_sending(cx)
-    }
-
-    /// Gives the runtime a turn once [`YIELD_EVERY`] bytes were taken
-    /// without one, so the reactor records what the server sent meanwhile.
-    fn poll_yield(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.yielding {
-            self.yielding = false;
-            self.unyielded = 0;
-        } else if self.unyielded >= YIELD_EVERY {
-            self.yielding = true;
-            // Its first poll defers our wake-up until the reactor has run.
-            let mut turn = std::pin::pin!(tokio::task::yield_now());
-            if turn.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(())
     }
 
     /// Writes everything queued, watching; after the server's error, ends
@@ -300,7 +272,7 @@ impl<T: Transport> AsyncWrite for CopyInWriter<'_, T> {
             this.copy
                 .push(Bytes::copy_from_slice(buf))
                 .map_err(io::Error::other)?;
-            this.unyielded += buf.len();
+            this.turns.took(buf.len());
         }
         Poll::Ready(Ok(buf.len()))
     }
@@ -331,7 +303,7 @@ impl<T: Transport> futures_sink::Sink<Bytes> for CopyInWriter<'_, T> {
         if this.outcome.is_some() {
             return Err(this.ended());
         }
-        this.unyielded += item.len();
+        this.turns.took(item.len());
         this.copy.push(item)
     }
 
