@@ -522,12 +522,14 @@ impl<T: Transport> Connection<T> {
                 self.transport = None;
             }
         }
-        // Idle from here: an idle connection never reads in bulk.
+        // Idle from here: an idle connection never reads in bulk, and holds
+        // no receive buffer.
         if let Some(t) = self.transport.as_mut() {
             if let Err(e) = self.bulk.release(t) {
                 return Err(self.bulk_switch_failed(e));
             }
         }
+        self.session.release_idle_buffers();
         result
     }
 }

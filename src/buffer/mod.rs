@@ -15,4 +15,4 @@ mod recv;
 mod send;
 
 pub use recv::{RecvBuf, RecvBufConfig};
-pub use send::SendBuf;
+pub use send::{SEND_BUF_IDLE_CAPACITY_MAX, SendBuf};

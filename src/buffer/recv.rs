@@ -156,6 +156,11 @@ impl RecvBuf {
     /// normal size once that message is consumed.
     pub fn prepare_read(&mut self, missing: usize) -> &mut BytesMut {
         let want = self.read_size.max(missing.min(self.len()));
+        if self.data.capacity() == 0 {
+            // Released while idle (RecvBuf::release): the normal size again.
+            self.data = BytesMut::with_capacity(self.config.normal_capacity().max(want));
+            self.pos = 0;
+        }
         if self.pos == self.data.len() {
             self.data.clear();
             self.pos = 0;
@@ -185,6 +190,22 @@ impl RecvBuf {
                 self.short_reads = 0;
             }
         } else {
+            self.short_reads = 0;
+        }
+    }
+
+    /// Gives the allocation back once every received byte has been consumed,
+    /// and puts the read size back at its start: an idle connection then holds
+    /// no receive buffer (16 KiB by default, or whatever a large response grew
+    /// it to), and the next [`RecvBuf::prepare_read`] allocates the normal
+    /// capacity again. Does nothing while bytes are unread. Bytes already
+    /// handed out ([`RecvBuf::take_bytes`]) keep their part of the old
+    /// allocation alive until they drop.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.data = BytesMut::new();
+            self.pos = 0;
+            self.read_size = self.config.read_size_initial;
             self.short_reads = 0;
         }
     }
@@ -322,6 +343,26 @@ mod tests {
         // 16 KiB to 64 MiB by doubling is 12 steps.
         assert!(reallocations <= 14, "{reallocations} reallocations");
         assert!(buf.capacity() <= 2 * total, "capacity {}", buf.capacity());
+    }
+
+    #[test]
+    fn release_frees_an_empty_buffer_and_the_next_read_reallocates() {
+        let mut buf = RecvBuf::default();
+        buf.extend_from_slice(b"abcdef");
+        buf.release();
+        assert!(buf.capacity() > 0, "unread bytes keep the buffer");
+        assert_eq!(buf.take(6), b"abcdef");
+        buf.release();
+        assert_eq!(
+            buf.capacity(),
+            0,
+            "an empty buffer gives its allocation back"
+        );
+        assert_eq!(buf.read_size(), RecvBufConfig::default().read_size_initial);
+        let room = buf.prepare_read(0);
+        assert_eq!(room.capacity(), RecvBufConfig::default().normal_capacity());
+        buf.extend_from_slice(b"xyz");
+        assert_eq!(buf.unread(), b"xyz");
     }
 
     #[test]

@@ -2,6 +2,12 @@
 
 use bytes::{Buf, BytesMut};
 
+/// The most a written-out send buffer keeps while the connection is idle
+/// ([`SendBuf::release`]): a page, which the Query or Parse/Bind/Execute of an
+/// ordinary statement fits in, so those reuse it; a COPY IN batch (64 KiB by
+/// default) or a long statement gives its larger buffer back.
+pub const SEND_BUF_IDLE_CAPACITY_MAX: usize = 4096;
+
 /// Encoded frontend messages waiting to be written.
 #[derive(Debug, Default)]
 pub struct SendBuf {
@@ -40,6 +46,14 @@ impl SendBuf {
         self.buf.advance(n.min(self.buf.len()));
         if self.buf.is_empty() {
             self.buf.clear();
+        }
+    }
+
+    /// Gives back an allocation larger than [`SEND_BUF_IDLE_CAPACITY_MAX`]
+    /// once everything has been written; does nothing while bytes wait.
+    pub fn release(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > SEND_BUF_IDLE_CAPACITY_MAX {
+            self.buf = BytesMut::new();
         }
     }
 

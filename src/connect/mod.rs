@@ -370,6 +370,7 @@ async fn establish<T: Transport>(
     let session = Session::new(config.session);
     let mut client = Connection::new(transport, session);
     let method = startup::startup(&mut client, config, host).await?;
+    client.session.release_idle_buffers();
     Ok((client, method))
 }
 

@@ -195,6 +195,22 @@ impl Session {
         self.core.ready_count
     }
 
+    /// Gives back buffer memory an idle session does not need: the receive
+    /// buffer's allocation once every byte has been consumed
+    /// ([`RecvBuf::release`]), and a written-out send buffer grown past
+    /// [`SEND_BUF_IDLE_CAPACITY_MAX`](crate::buffer::SEND_BUF_IDLE_CAPACITY_MAX).
+    /// Does nothing unless the session is `Ready` with nothing left to send.
+    /// [`Connection`](crate::Connection) calls it when an operation ends and
+    /// after startup, so an idle connection holds almost no buffer memory; the
+    /// next response allocates the receive buffer again (one allocation per
+    /// response, none per row).
+    pub fn release_idle_buffers(&mut self) {
+        if self.core.state == State::Ready && self.send.is_empty() {
+            self.recv.release();
+            self.send.release();
+        }
+    }
+
     /// Whether the session is [`State::Closed`].
     pub fn is_closed(&self) -> bool {
         self.core.state == State::Closed

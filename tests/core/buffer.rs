@@ -234,3 +234,47 @@ async fn d50_empty_send_buffer_has_nothing_to_write() {
     assert_eq!(t.written, queued);
     assert!(c.session_mut().send_buf().is_empty());
 }
+
+/// An idle connection holds no receive buffer: after a response, even one
+/// that grew the buffer to hold a 300 KB row, the allocation is given back
+/// and the next response allocates the normal size again (issue 13 §1).
+#[tokio::test]
+async fn an_idle_connection_gives_its_receive_buffer_back() {
+    use pg_transport::RowCounter;
+    use pg_transport::transport::UnixTransport;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (client_end, mut server) = tokio::net::UnixStream::pair().unwrap();
+    let mut c = Connection::new(
+        UnixTransport::from_stream(client_end),
+        ready_session(SessionConfig::default()),
+    );
+    let big = vec![b'x'; 300_000];
+    let peer = async move {
+        for column in [&b"1"[..], &big] {
+            let mut header = [0u8; 5];
+            server.read_exact(&mut header).await?;
+            let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+            server.read_exact(&mut vec![0; len as usize - 4]).await?;
+            let reply = concat(&[
+                row_description(&["c"]),
+                data_row(&[Some(column)]),
+                command_complete("SELECT 1"),
+                ready(b'I'),
+            ]);
+            server.write_all(&reply).await?;
+        }
+        io::Result::Ok(server)
+    };
+    let client = async {
+        for _ in 0..2 {
+            let mut rows = RowCounter::default();
+            c.query_with("SELECT c", &mut rows).await.unwrap();
+            assert_eq!(rows.rows, 1);
+            assert_eq!(c.state(), State::Ready);
+            assert_eq!(c.session().recv_buf().capacity(), 0, "released while idle");
+        }
+    };
+    let (peer, ()) = tokio::join!(peer, client);
+    peer.unwrap();
+}
