@@ -79,7 +79,7 @@ impl Job {
 }
 
 /// Copies `job` from `source` to `target`, calling `progress(rows, bytes)`
-/// after each row.
+/// after each group of rows.
 ///
 /// The source is read and the target written concurrently, through a
 /// bounded queue of rows: neither server waits while the other's socket is
@@ -110,14 +110,18 @@ pub async fn copy(
             });
         }
     };
-    let (queue, queued) = tokio::sync::mpsc::channel::<Bytes>(QUEUED_ROWS);
+    let (queue, queued) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUED_GROUPS);
     // Ends at the source's end or error, or when the target side has
-    // stopped taking rows (the queue's receiver is gone).
+    // stopped taking rows (the queue's receiver is gone). Rows go over in
+    // groups of what the source has ready, not one by one: the queue's
+    // cost is paid per group.
     let read = async {
         // Owned here: dropped at the end, which closes the queue.
         let queue = queue;
-        while let Some(item) = rows_out.next().await {
-            if queue.send(item?).await.is_err() {
+        let mut groups = (&mut rows_out).ready_chunks(GROUP_ROWS);
+        while let Some(group) = groups.next().await {
+            let group = group.into_iter().collect::<Result<Vec<_>, _>>()?;
+            if queue.send(group).await.is_err() {
                 break;
             }
         }
@@ -128,10 +132,12 @@ pub async fn copy(
         // Owned here: dropped at the target's error, which stops the reader.
         let mut queued = queued;
         let (mut rows, mut bytes) = (0, 0);
-        while let Some(data) = queued.recv().await {
-            bytes += data.len() as u64;
-            writer.feed(data).await?;
-            rows += 1;
+        while let Some(group) = queued.recv().await {
+            for data in group {
+                bytes += data.len() as u64;
+                writer.feed(data).await?;
+                rows += 1;
+            }
             progress(rows, bytes);
         }
         Ok(bytes)
@@ -169,9 +175,12 @@ pub async fn copy(
     Ok(Copied { rows, bytes })
 }
 
-/// Rows read from the source but not yet handed to the target: what bounds
-/// the copy's memory (about 0.5 MB of 130-byte rows).
-const QUEUED_ROWS: usize = 4096;
+/// At most this many rows go over the queue at once.
+const GROUP_ROWS: usize = 256;
+/// Groups read from the source but not yet handed to the target: with
+/// [`GROUP_ROWS`], what bounds the copy's memory (at most 4,096 rows, about
+/// 0.5 MB of 130-byte rows).
+const QUEUED_GROUPS: usize = 16;
 
 /// Stops the source's COPY after the target failed: a CancelRequest, then
 /// the rest of its data read and dropped until the server's "canceling
@@ -282,10 +291,8 @@ async fn main() -> ExitCode {
     let bar = bar(rows);
     let started = Instant::now();
     let result = copy(&mut source, &mut target, &job, |rows, bytes| {
-        if rows % 1024 == 0 {
-            bar.set_position(rows);
-            bar.set_message(indicatif::HumanBytes(bytes).to_string());
-        }
+        bar.set_position(rows);
+        bar.set_message(indicatif::HumanBytes(bytes).to_string());
     })
     .await;
     let secs = started.elapsed().as_secs_f64();
