@@ -106,7 +106,7 @@ impl<T: Transport> Connection<T> {
     /// Writes what the session queued, as far as the transport takes it
     /// now, and flushes once it is all out (`unflushed` remembers a flush
     /// still owed). `true` if any byte went out.
-    fn poll_write_some(
+    pub(crate) fn poll_write_some(
         &mut self,
         unflushed: &mut bool,
         cx: &mut Context<'_>,

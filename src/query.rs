@@ -2,7 +2,7 @@
 //! [`Row`]s or into a [`RowSink`], over the sans-IO [`SimpleQuery`].
 
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use tracing::{Instrument, Span};
@@ -29,6 +29,8 @@ pub struct RowStream<'a, T> {
     /// The query's span, recorded when the stream ends (not entered per row).
     span: Span,
     rows: u64,
+    /// A write still owes a flush.
+    unflushed: bool,
 }
 
 impl<T> RowStream<'_, T> {
@@ -50,7 +52,7 @@ impl<T: Transport> Stream for RowStream<'_, T> {
         loop {
             let event = match this.query.next(&mut this.conn.session) {
                 Some(event) => event,
-                None => match poll_refill(this.conn, cx) {
+                None => match poll_refill(this.conn, &mut this.unflushed, cx) {
                     Poll::Ready(Ok(())) => continue,
                     Poll::Ready(Err(e)) => this.query.interrupted(e),
                     Poll::Pending => return Poll::Pending,
@@ -74,29 +76,17 @@ impl<T: Transport> Stream for RowStream<'_, T> {
     }
 }
 
-/// Writes what the session queued (a CopyFail refusing `COPY … FROM STDIN`),
-/// then reads once.
+/// Writes what the session queued (a CopyFail refusing `COPY … FROM STDIN`)
+/// through the pipeline's write step, which flushes (TLS holds written bytes
+/// until then), and reads meanwhile.
 fn poll_refill<T: Transport>(
     conn: &mut Connection<T>,
+    unflushed: &mut bool,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
-    while !conn.session.send_buf().is_empty() {
-        let Some(transport) = conn.transport.as_mut() else {
-            return Poll::Ready(Err(Error::closed("connection is closed")));
-        };
-        let written = ready!(tokio::io::AsyncWrite::poll_write(
-            Pin::new(transport),
-            cx,
-            conn.session.send_buf().pending()
-        ));
-        match written {
-            Ok(0) => {
-                return Poll::Ready(Err(Error::closed(
-                    "connection closed by server while writing",
-                )));
-            }
-            Ok(n) => conn.session.send_buf().advance(n),
-            Err(e) => return Poll::Ready(Err(Error::io("writing to the server", e))),
+    if !conn.session.send_buf().is_empty() || *unflushed {
+        if let Poll::Ready(Err(e)) = conn.poll_write_some(unflushed, cx) {
+            return Poll::Ready(Err(e));
         }
     }
     conn.poll_fill(cx)
@@ -150,6 +140,7 @@ impl<T: Transport> Connection<T> {
                 done: false,
                 span,
                 rows: 0,
+                unflushed: false,
             }),
             Err(e) => {
                 trace::query_ended(&span, Err(&e));

@@ -1,6 +1,8 @@
 //! Streamed queries against the real server: every row of a large result,
 //! the server's error part-way, a stream dropped part-way, the sink form.
 
+use std::time::Duration;
+
 use futures_util::TryStreamExt;
 use pg_transport::{DefaultConnection, ErrorKind, RowCounter, SqlState, State};
 
@@ -101,6 +103,13 @@ async fn query_with_counts_rows_of_every_statement_and_refuses_copy() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Usage);
     assert!(e.to_string().contains("use copy_in"), "{e}");
+    assert_eq!(c.state(), State::Ready);
+    // The stream writes its CopyFail too; without it the server would wait forever.
+    let stream = c.query_stream("COPY q_tmp FROM STDIN").await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(30), stream.try_collect::<Vec<_>>())
+        .await
+        .expect("the stream hung: no CopyFail reached the server");
+    assert!(refused.unwrap_err().to_string().contains("use copy_in"));
     assert_eq!(c.state(), State::Ready);
     let stream = c.query_stream("COPY (SELECT 1) TO STDOUT").await.unwrap();
     let e = stream.try_collect::<Vec<_>>().await.unwrap_err();
