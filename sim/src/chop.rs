@@ -315,8 +315,19 @@ pub(crate) struct FrameLog {
     /// The server's error was waiting in the client's socket (seen by a
     /// peek before a write) or already read.
     pub(crate) error_arrived: bool,
-    /// Bytes the client wrote after that.
+    /// CopyData bytes (headers included) the client wrote after that.
     pub(crate) written_after_arrival: usize,
+}
+
+/// What [`Framer::feed`] reports of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    /// Its header is complete.
+    Started,
+    /// Its last byte passed.
+    Ended,
+    /// This many of its bytes (header or body) passed.
+    Bytes(usize),
 }
 
 /// Splits a byte stream into protocol frames as it passes.
@@ -330,16 +341,17 @@ struct Framer {
 }
 
 impl Framer {
-    /// Feeds bytes; calls `on(tag, started)` when a frame starts (`true`) and
-    /// when it completes (`false`).
-    fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(u8, bool)) {
+    /// Feeds bytes; calls `on(tag, edge)` for the bytes of each frame they
+    /// hold ([`Edge::Bytes`]), when a frame starts and when it completes.
+    fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(u8, Edge)) {
         while !bytes.is_empty() {
             if self.body_left > 0 {
                 let n = self.body_left.min(bytes.len());
                 self.body_left -= n;
                 bytes = &bytes[n..];
+                on(self.tag, Edge::Bytes(n));
                 if self.body_left == 0 {
-                    on(self.tag, false);
+                    on(self.tag, Edge::Ended);
                 }
                 continue;
             }
@@ -347,6 +359,8 @@ impl Framer {
             let n = (header_len - self.header.len()).min(bytes.len());
             self.header.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
+            let tag = if self.untagged > 0 { 0 } else { self.header[0] };
+            on(tag, Edge::Bytes(n));
             if self.header.len() < header_len {
                 continue;
             }
@@ -365,9 +379,9 @@ impl Framer {
             self.header.clear();
             self.tag = tag;
             self.body_left = len.saturating_sub(4);
-            on(tag, true);
+            on(tag, Edge::Started);
             if self.body_left == 0 {
-                on(tag, false);
+                on(tag, Edge::Ended);
             }
         }
     }
@@ -396,13 +410,13 @@ impl Frames {
 
     fn read(&mut self, bytes: &[u8]) {
         let log = &self.log;
-        self.incoming.feed(bytes, |tag, started| {
+        self.incoming.feed(bytes, |tag, edge| {
             let mut l = log.lock().unwrap();
-            if tag == b'E' && !started {
+            if tag == b'E' && edge == Edge::Ended {
                 l.error_received = true;
                 l.error_arrived = true;
             }
-            if tag == b'G' && !started {
+            if tag == b'G' && edge == Edge::Ended {
                 l.copying = true;
             }
         });
@@ -419,16 +433,16 @@ impl Frames {
 
     fn write(&mut self, bytes: &[u8]) {
         let log = &self.log;
-        {
+        self.outgoing.feed(bytes, |tag, edge| {
             let mut l = log.lock().unwrap();
-            if l.error_arrived {
-                l.written_after_arrival += bytes.len();
-            }
-        }
-        self.outgoing.feed(bytes, |tag, started| {
-            let mut l = log.lock().unwrap();
-            if started && matches!(tag, b'c' | b'f') && l.error_received {
-                l.end_after_error = true;
+            match edge {
+                // Only COPY data counts: the fence (an empty query) that
+                // follows an aborted COPY is not data sent in vain.
+                Edge::Bytes(n) if tag == b'd' && l.error_arrived => l.written_after_arrival += n,
+                Edge::Started if matches!(tag, b'c' | b'f') && l.error_received => {
+                    l.end_after_error = true;
+                }
+                _ => {}
             }
         });
     }
