@@ -135,8 +135,12 @@ impl RecvBuf {
     #[inline]
     pub fn take_bytes(&mut self, n: usize) -> Bytes {
         assert!(n <= self.len(), "RecvBuf::take_bytes past the unread bytes");
-        self.data.advance(self.pos);
-        self.pos = 0;
+        // Usually 0 (the previous message went out as `Bytes` too), and
+        // `advance` is an out-of-line call even then.
+        if self.pos != 0 {
+            self.data.advance(self.pos);
+            self.pos = 0;
+        }
         self.data.split_to(n).freeze()
     }
 

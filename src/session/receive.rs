@@ -161,10 +161,16 @@ impl Session {
         let mut body = self.recv.take_bytes(header.len);
         bytes::Buf::advance(&mut body, HEADER_LEN);
         // The bulk messages move the frame in whole: one reference count per
-        // message instead of one per field.
+        // message instead of one per field. A DataRow returns at once:
+        // `observe` never acts on one.
+        if header.tag == DATA_ROW_TAG {
+            return match DataRow::<()>::parse_owned(body) {
+                Ok(row) => Ok(Some(Message::DataRow(row))),
+                Err(e) => Err(self.core.protocol_failure(e)),
+            };
+        }
         let parsed = match header.tag {
             COPY_DATA_TAG => Ok(Message::CopyData(body)),
-            DATA_ROW_TAG => DataRow::<()>::parse_owned(body).map(Message::DataRow),
             tag => backend::parse_body(tag, &body, |s| body.slice_ref(s)),
         };
         // The same tail as `next_borrowed`, written out: a shared helper made
@@ -190,6 +196,12 @@ impl Session {
             .take(header.len)
             .get(HEADER_LEN..)
             .unwrap_or_default();
+        if header.tag == DATA_ROW_TAG {
+            return match DataRow::parse(body, |s| s) {
+                Ok(row) => Ok(Some(Message::DataRow(row))),
+                Err(e) => Err(self.core.protocol_failure(e)),
+            };
+        }
         let msg = match backend::parse_body(header.tag, body, |s| s) {
             Ok(msg) => msg,
             Err(e) => return Err(self.core.protocol_failure(e)),

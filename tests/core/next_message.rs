@@ -386,3 +386,53 @@ fn d52_busy_is_a_state_error_closed_is_a_connection_error() {
     assert_eq!(e.kind(), ErrorKind::Closed);
     assert_eq!(e.to_string(), "connection is closed");
 }
+
+/// Each way a DataRow can be malformed, as a body.
+fn malformed_rows() -> [(&'static str, Vec<u8>); 5] {
+    let row = |count: i16, rest: &[u8]| [&count.to_be_bytes()[..], rest].concat();
+    [
+        (
+            "negative length other than -1",
+            row(1, &(-2i32).to_be_bytes()),
+        ),
+        ("length past the end", row(1, &100i32.to_be_bytes())),
+        (
+            "fewer columns than counted",
+            row(2, &[&1i32.to_be_bytes()[..], b"x"].concat()),
+        ),
+        (
+            "bytes after the last column",
+            row(1, &[&1i32.to_be_bytes()[..], b"xyz"].concat()),
+        ),
+        ("bytes in a row of no columns", row(0, b"x")),
+    ]
+}
+
+/// Every session path checks a DataRow before its caller or sink sees it
+/// (the returned paths take a row without `observe`): a malformed row is a
+/// protocol error and closes the session.
+#[test]
+fn b_malformed_data_row_closes_the_session_on_every_path() {
+    for (what, body) in malformed_rows() {
+        for path in ["borrowed", "owned", "counter", "buffer"] {
+            let mut s = busy_session();
+            s.feed(&concat(&[row_description(&["x"]), msg(b'D', &body)]))
+                .unwrap();
+            let mut counter = RowCounter::default();
+            let mut buffer = RowBuffer::default();
+            let outcome = (|| {
+                match path {
+                    "borrowed" => while s.next_message()?.is_some() {},
+                    "owned" => while s.next_message_owned()?.is_some() {},
+                    "counter" => while s.next_message_with(&mut counter)?.is_some() {},
+                    _ => while s.next_message_with(&mut buffer)?.is_some() {},
+                }
+                Ok::<_, pg_transport::Error>(())
+            })();
+            let e = outcome.expect_err(what);
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{what} ({path})");
+            assert_eq!(s.state(), State::Closed, "{what} ({path})");
+            assert_eq!(counter.rows, 0, "{what}: the sink saw the bad row");
+        }
+    }
+}
