@@ -78,7 +78,11 @@
 //! this many microseconds; default off), `PGT_BENCH_JOINED` (set: pg-transport's
 //! COPY OUT cases use `copy_out_joined`), `PGT_BENCH_BULK` (pg-transport only:
 //! `off`, or `after,low_water,max_wait_us` for `set_bulk_read`; default: the
-//! library's default).
+//! library's default), `PGT_BENCH_RCVBUF` (pg-transport over TCP only: this
+//! `SO_RCVBUF`, which turns the kernel's autotuning off; default: not set).
+//! The server CPU column's bracket is the backend's system CPU, from
+//! `/proc/<pid>/stat` (10 ms ticks): for COPY OUT over a socket, mostly its
+//! send path.
 
 mod support;
 
@@ -446,6 +450,18 @@ async fn tpg_backend_pid(c: &tokio_postgres::Client) -> Option<u32> {
     u32::try_from(row.get::<_, i32>(0)).ok()
 }
 
+/// Sets `SO_RCVBUF` on a plain TCP connection (which turns the kernel's
+/// receive-buffer autotuning off for it); other transports are left alone.
+fn set_tcp_rcvbuf(c: &pg_transport::DefaultConnection, bytes: usize) -> Result<(), String> {
+    use pg_transport::transport::{MaybeTls, Socket};
+    if let Some(MaybeTls::Plain(Socket::Tcp(t))) = c.transport() {
+        socket2::SockRef::from(t.get_ref())
+            .set_recv_buffer_size(bytes)
+            .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+    }
+    Ok(())
+}
+
 /// `off`, or `after,low_water,max_wait_us`.
 fn parse_bulk(spec: &str) -> Result<Option<pg_transport::BulkRead>, String> {
     if spec == "off" {
@@ -477,6 +493,12 @@ async fn pgt_case(env: &Env, case: Case) -> Result<Outcome, String> {
     }
     if let Ok(spec) = std::env::var("PGT_BENCH_BULK") {
         c.set_bulk_read(parse_bulk(&spec)?);
+    }
+    if let Some(bytes) = std::env::var("PGT_BENCH_RCVBUF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        set_tcp_rcvbuf(&c, bytes)?;
     }
     let pid = pgt_backend_pid(&mut c).await;
     let t = table_name(case.table);
@@ -757,8 +779,9 @@ fn case_process(spec: &str) -> Result<(), String> {
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.6}"));
     let _ = write!(
         line,
-        "\tserver_cpu={}\tserver_wait={}\tclient_wait={}\tmachine_cpu={}",
+        "\tserver_cpu={}\tserver_sys={}\tserver_wait={}\tclient_wait={}\tmachine_cpu={}",
         opt(out.cost.server),
+        opt(out.cost.server_sys),
         opt(out.cost.server_wait),
         opt(out.cost.client_wait),
         opt(out.cost.machine)
@@ -948,6 +971,7 @@ struct Summary {
     bytes: f64,
     rows: f64,
     server: f64,
+    server_sys: f64,
     wait_ms: f64,
 }
 
@@ -970,6 +994,7 @@ fn summarize(runs: &[Run]) -> Summary {
         bytes: median(runs.iter().map(|r| num(r, "bytes")).collect()),
         rows: median(runs.iter().map(|r| num(r, "rows")).collect()),
         server: median(runs.iter().map(|r| num(r, "server_cpu")).collect()),
+        server_sys: median(runs.iter().map(|r| num(r, "server_sys")).collect()),
         wait_ms: median(runs.iter().map(|r| run_queue_wait(r) * 1e3).collect()),
     }
 }
@@ -1064,7 +1089,7 @@ fn report(results: &BTreeMap<Case, Vec<Run>>) -> String {
         }
         let _ = writeln!(
             md,
-            "| client | socket | s (median) | min–max | × floor | client CPU s | CPU ÷ tokio-postgres | server CPU s | run-queue wait ms | peak RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "| client | socket | s (median) | min–max | × floor | client CPU s | CPU ÷ tokio-postgres | server CPU s (sys) | run-queue wait ms | peak RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for (case, runs) in results {
             if case.op != op || case.table != table {
@@ -1091,10 +1116,10 @@ fn report(results: &BTreeMap<Case, Vec<Run>>) -> String {
                     format!("{:.1}", s.rss_mib),
                 )
             };
-            let server = if s.server.is_nan() {
-                "-".to_owned()
-            } else {
-                format!("{:.3}", s.server)
+            let server = match (s.server.is_nan(), s.server_sys.is_nan()) {
+                (true, _) => "-".to_owned(),
+                (false, true) => format!("{:.3}", s.server),
+                (false, false) => format!("{:.3} ({:.2})", s.server, s.server_sys),
             };
             let _ = writeln!(
                 md,

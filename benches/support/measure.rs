@@ -81,6 +81,18 @@ pub(crate) fn process_sched(pid: u32) -> Option<(f64, f64)> {
     schedstat(&format!("/proc/{pid}/schedstat"))
 }
 
+/// System CPU seconds of process `pid` (`stime` in `/proc/<pid>/stat`, in
+/// clock ticks: 10 ms resolution at the usual 100 Hz).
+pub(crate) fn process_stime(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let ticks: f64 = rest.split(' ').nth(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
+}
+
 /// [`schedstat`] summed over this process's threads.
 pub(crate) fn self_sched() -> Option<(f64, f64)> {
     let mut sum = (0.0, 0.0);
@@ -105,6 +117,7 @@ pub(crate) struct Timer {
     before: Usage,
     server_pid: Option<u32>,
     server_before: Option<(f64, f64)>,
+    server_sys_before: Option<f64>,
     self_before: Option<(f64, f64)>,
     machine_before: Option<f64>,
 }
@@ -120,6 +133,9 @@ pub(crate) struct Cost {
     pub(crate) sys: f64,
     /// CPU seconds of the server backend during it, when its pid is known.
     pub(crate) server: Option<f64>,
+    /// Of [`Cost::server`], the system (kernel) CPU seconds: for COPY OUT,
+    /// mostly the socket send path.
+    pub(crate) server_sys: Option<f64>,
     /// Seconds the server backend was runnable but waiting for a CPU.
     pub(crate) server_wait: Option<f64>,
     /// Seconds this process's threads were runnable but waiting for a CPU
@@ -134,6 +150,7 @@ impl Timer {
     pub(crate) fn start(who: Who, server_pid: Option<u32>) -> Self {
         let before = usage(who);
         let server_before = server_pid.and_then(process_sched);
+        let server_sys_before = server_pid.and_then(process_stime);
         let self_before = self_sched();
         let machine_before = machine_busy();
         Self {
@@ -142,6 +159,7 @@ impl Timer {
             before,
             server_pid,
             server_before,
+            server_sys_before,
             self_before,
             machine_before,
         }
@@ -159,6 +177,11 @@ impl Timer {
             user: after.user - self.before.user,
             sys: after.sys - self.before.sys,
             server: server.map(|s| s.0),
+            server_sys: self
+                .server_pid
+                .and_then(process_stime)
+                .zip(self.server_sys_before)
+                .map(|(a, b)| a - b),
             server_wait: server.map(|s| s.1),
             client_wait: client.filter(|_| self.who == Who::SelfProcess).map(|c| c.1),
             machine,
