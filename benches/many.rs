@@ -575,10 +575,11 @@ fn pbkdf2_seconds() -> f64 {
     median(times)
 }
 
-/// PBKDF2-HMAC-SHA-256 (one block) the way RFC 2898 allows it to be done
-/// cheaper: the HMAC keyed once and cloned per iteration, instead of keyed
-/// again every iteration as our `Hi` (and postgres-protocol's) does. `keyed`
-/// false does the latter, to check the two agree.
+/// PBKDF2-HMAC-SHA-256 (one block), standalone: the HMAC keyed once and
+/// cloned per iteration (as our `Hi` does since issue 13), or keyed again
+/// every iteration (as it did before, and postgres-protocol's does) with
+/// `keyed` false, to check the two agree. Our `Hi` should now match the
+/// keyed time.
 fn pbkdf2(password: &[u8], salt: &[u8], iterations: u32, keyed: bool) -> [u8; 32] {
     use hmac::{Hmac, KeyInit, Mac};
     let key = Hmac::<sha2::Sha256>::new_from_slice(password).expect("any key length");
