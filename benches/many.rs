@@ -21,7 +21,8 @@
 //!   (`is_connected()`; tokio-postgres `is_closed()`).
 //! * `bufs:<client>`: one connection over the Unix socket: its heap and (ours)
 //!   receive/send buffer capacities after startup and a small query, after a
-//!   ~101 MB COPY OUT, and after one more small query.
+//!   ~101 MB COPY OUT, after one more small query, while it waits after
+//!   LISTEN, and after a notification (sent by a second connection).
 //! * `connect:<client>:<auth>:<socket>:<mode>`: 1,000 connections established
 //!   (startup and authentication done) and dropped, sequentially (`seq`) or 32
 //!   at a time (`conc`); `trust` as `postgres`, `scram` (SCRAM-SHA-256, 4,096
@@ -370,6 +371,19 @@ fn case_bufs(env: &Env, client: &str) -> Values {
             note(&mut conn, "after_copy");
             pgt_pid(&mut conn).await;
             note(&mut conn, "after_query");
+            conn.listen("many_bufs").await.expect("listen");
+            // One poll of the wait: waiting, nothing arrived yet.
+            tokio::select! {
+                biased;
+                n = conn.wait_notification(None) => panic!("nothing sent yet: {n:?}"),
+                () = std::future::ready(()) => {}
+            }
+            note(&mut conn, "listening");
+            let mut other = pgt_open(&env.pgt_config("unix", false)).await;
+            other.notify("many_bufs", "x").await.expect("notify");
+            drop(other);
+            conn.wait_notification(None).await.expect("notification");
+            note(&mut conn, "after_notification");
         } else {
             let client = tpg_open(&env.tpg_config("unix", false)).await;
             tpg_pid(&client).await;
@@ -385,6 +399,22 @@ fn case_bufs(env: &Env, client: &str) -> Values {
             tpg_pid(&client).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
             out.insert("heap_after_query".into(), live() - heap0);
+            // Its connection task drops notifications; the heap is what
+            // listening costs it.
+            client
+                .batch_execute("LISTEN many_bufs")
+                .await
+                .expect("listen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            out.insert("heap_listening".into(), live() - heap0);
+            let other = tpg_open(&env.tpg_config("unix", false)).await;
+            other
+                .batch_execute("NOTIFY many_bufs, 'x'")
+                .await
+                .expect("notify");
+            drop(other);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            out.insert("heap_after_notification".into(), live() - heap0);
         }
         out
     })

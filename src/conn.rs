@@ -23,6 +23,11 @@ use crate::protocol::{DataRow, Message, frontend};
 use crate::session::{Session, State};
 use crate::transport::{BulkRead, TlsInfo, Transport};
 
+/// Bytes a connection waiting idle reads at a time while it holds no receive
+/// buffer ([`Connection::poll_fill_idle`]): room for a typical notification;
+/// a larger one, or a burst, goes on in the receive buffer it then allocates.
+const IDLE_READ: usize = 512;
+
 /// One statement's result from [`Connection::simple_query`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -206,6 +211,37 @@ impl<T: Transport> Connection<T> {
                 self.bulk.after_read(n);
                 Ok(())
             }
+            Err(e) => {
+                self.session.close();
+                Err(Error::io("reading from the server", e))
+            }
+        })
+    }
+
+    /// [`Connection::poll_fill`] for a connection waiting idle (for a
+    /// notification): while it holds no receive buffer, it reads into
+    /// [`IDLE_READ`] bytes on the stack, so a connection that waits holds no
+    /// buffer; a receive buffer is allocated only once bytes arrive (and
+    /// given back by [`Session::release_idle_buffers`] when they are used).
+    pub(crate) fn poll_fill_idle(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.session.recv_buf().capacity() != 0 {
+            return self.poll_fill(cx);
+        }
+        let Some(transport) = self.transport.as_mut() else {
+            return self.poll_fill(cx);
+        };
+        let mut stack = [0u8; IDLE_READ];
+        let mut buf = tokio::io::ReadBuf::new(&mut stack);
+        let result = match Pin::new(transport).poll_read(cx, &mut buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        Poll::Ready(match result {
+            Ok(()) if buf.filled().is_empty() => {
+                self.session.close();
+                Err(Error::closed("connection closed by server"))
+            }
+            Ok(()) => self.session.feed(buf.filled()),
             Err(e) => {
                 self.session.close();
                 Err(Error::io("reading from the server", e))

@@ -108,6 +108,8 @@ impl<T: Transport> Connection<T> {
     fn poll_notification(&mut self, cx: &mut Context<'_>) -> Poll<Result<Notification, Error>> {
         loop {
             if let Some(n) = self.session.pop_notification() {
+                // Waiting idle for the next one holds no receive buffer.
+                self.session.release_idle_buffers();
                 return Poll::Ready(n);
             }
             if let Err(e) = self
@@ -138,7 +140,7 @@ impl<T: Transport> Connection<T> {
             if !self.session.notification_queue().is_empty() {
                 continue;
             }
-            match self.poll_fill(cx) {
+            match self.poll_fill_idle(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,

@@ -91,6 +91,8 @@ fn buffers(m: &Medians) {
         ("idle", "after startup + a query"),
         ("after_copy", "right after the COPY OUT"),
         ("after_query", "after one more small query"),
+        ("listening", "waiting for a notification after LISTEN"),
+        ("after_notification", "after a notification arrived"),
     ] {
         println!(
             "| {label} | {:.0} | {:.0} | {:.0} | {:.0} |",

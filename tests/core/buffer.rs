@@ -278,3 +278,53 @@ async fn an_idle_connection_gives_its_receive_buffer_back() {
     let (peer, ()) = tokio::join!(peer, client);
     peer.unwrap();
 }
+
+/// A connection waiting for notifications holds no receive buffer while it
+/// waits, nor after it hands one out: one small notification, then a burst
+/// larger than the idle read (512 bytes) that must arrive whole and in
+/// order.
+#[tokio::test]
+async fn a_connection_waiting_for_notifications_holds_no_receive_buffer() {
+    use pg_transport::transport::UnixTransport;
+    use tokio::io::AsyncWriteExt;
+
+    let (client_end, mut server) = tokio::net::UnixStream::pair().unwrap();
+    let mut c = Connection::new(
+        UnixTransport::from_stream(client_end),
+        ready_session(SessionConfig::default()),
+    );
+    // As `connect` leaves it after startup.
+    c.session_mut().release_idle_buffers();
+    let capacity = |c: &Connection<UnixTransport>| c.session().recv_buf().capacity();
+    // One poll of the wait: nothing has arrived, and nothing is held.
+    tokio::select! {
+        biased;
+        n = c.wait_notification(None) => panic!("nothing was sent, got {n:?}"),
+        () = std::future::ready(()) => {}
+    }
+    assert_eq!(capacity(&c), 0, "held while waiting");
+
+    server
+        .write_all(&notification(7, "jobs", "one"))
+        .await
+        .unwrap();
+    let n = c.wait_notification(None).await.unwrap().unwrap();
+    assert_eq!((n.process_id, &*n.channel, &*n.payload), (7, "jobs", "one"));
+    assert_eq!(capacity(&c), 0, "held after the notification");
+
+    let payloads: Vec<String> = (0..3).map(|i| format!("{i}{}", "x".repeat(400))).collect();
+    let burst = concat(
+        &payloads
+            .iter()
+            .map(|p| notification(7, "jobs", p))
+            .collect::<Vec<_>>(),
+    );
+    assert!(burst.len() > 512);
+    server.write_all(&burst).await.unwrap();
+    for p in &payloads {
+        let n = c.wait_notification(None).await.unwrap().unwrap();
+        assert_eq!(&*n.payload, p.as_str());
+    }
+    assert_eq!(capacity(&c), 0, "held after the burst");
+    assert_eq!(c.state(), State::Ready);
+}
