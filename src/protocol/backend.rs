@@ -75,6 +75,7 @@ pub fn parse_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, Protoc
     clippy::type_complexity,
     reason = "a named pair type would only rename this tuple"
 )]
+#[inline]
 pub fn parse_message(
     buf: &[u8],
     max_len: usize,
