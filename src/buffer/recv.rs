@@ -132,7 +132,7 @@ impl RecvBuf {
     ///
     /// # Panics
     /// If `n` exceeds the unread bytes (a caller bug, as for `take`).
-    #[inline]
+    #[inline(always)]
     pub fn take_bytes(&mut self, n: usize) -> Bytes {
         assert!(n <= self.len(), "RecvBuf::take_bytes past the unread bytes");
         // Usually 0 (the previous message went out as `Bytes` too), and

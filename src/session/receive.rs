@@ -103,6 +103,33 @@ impl Session {
         }
     }
 
+    /// The row fast path: if the next buffered message is a complete DataRow,
+    /// the row, checked (sharing the receive buffer, no copy); `Ok(None)` for
+    /// anything else or an incomplete message — then call
+    /// [`Session::next_message_owned`]. Skips building a [`Message`], whose
+    /// 72-byte move was most of what an owned row cost
+    /// (docs/benchmarks.md, issue 13 §2).
+    ///
+    /// # Errors
+    /// Kind `Closed` on a closed session; kind `Protocol` for a bad header or
+    /// a malformed row (closes).
+    #[inline]
+    pub fn next_data_row_owned(&mut self) -> Result<Option<DataRow<Bytes>>, Error> {
+        self.core.check_open()?;
+        match backend::parse_header(self.recv.unread(), self.core.max_message_len) {
+            Ok(Some(h)) if h.tag == DATA_ROW_TAG && h.len <= self.recv.len() => {
+                let mut body = self.recv.take_bytes(h.len);
+                bytes::Buf::advance(&mut body, HEADER_LEN);
+                match DataRow::<()>::parse_owned(body) {
+                    Ok(row) => Ok(Some(row)),
+                    Err(e) => Err(self.core.protocol_failure(e)),
+                }
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(self.core.protocol_failure(e)),
+        }
+    }
+
     /// Every complete CopyData at the front of the receive buffer, joined into
     /// one [`Bytes`]: the payloads are moved together in place, over the
     /// five-byte headers between them, so a whole read's worth of rows costs
@@ -153,7 +180,7 @@ impl Session {
     ///
     /// # Errors
     /// As [`Session::next_message`].
-    #[inline]
+    #[inline(always)]
     pub fn next_message_owned(&mut self) -> Result<Option<Message<Bytes>>, Error> {
         let Some(header) = self.skip_internal(None)? else {
             return Ok(None);

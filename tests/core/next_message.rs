@@ -414,7 +414,7 @@ fn malformed_rows() -> [(&'static str, Vec<u8>); 5] {
 #[test]
 fn b_malformed_data_row_closes_the_session_on_every_path() {
     for (what, body) in malformed_rows() {
-        for path in ["borrowed", "owned", "counter", "buffer"] {
+        for path in ["borrowed", "owned", "row", "counter", "buffer"] {
             let mut s = busy_session();
             s.feed(&concat(&[row_description(&["x"]), msg(b'D', &body)]))
                 .unwrap();
@@ -424,6 +424,14 @@ fn b_malformed_data_row_closes_the_session_on_every_path() {
                 match path {
                     "borrowed" => while s.next_message()?.is_some() {},
                     "owned" => while s.next_message_owned()?.is_some() {},
+                    "row" => {
+                        while s
+                            .next_message_owned()?
+                            .is_some_and(|m| !matches!(m, Message::RowDescription(_)))
+                        {
+                        }
+                        s.next_data_row_owned()?;
+                    }
                     "counter" => while s.next_message_with(&mut counter)?.is_some() {},
                     _ => while s.next_message_with(&mut buffer)?.is_some() {},
                 }
@@ -435,4 +443,31 @@ fn b_malformed_data_row_closes_the_session_on_every_path() {
             assert_eq!(counter.rows, 0, "{what}: the sink saw the bad row");
         }
     }
+}
+
+/// `next_data_row_owned` takes only a complete DataRow at the front: the
+/// row's columns as sent; `None` (nothing consumed) for an incomplete row and
+/// for any other message, which `next_message_owned` then returns.
+#[test]
+fn next_data_row_owned_takes_only_a_complete_row() {
+    let row = data_row(&[Some(b"42"), None, Some(b"")]);
+    let mut s = busy_session();
+    s.feed(&row[..row.len() - 1]).unwrap();
+    assert_eq!(s.next_data_row_owned().unwrap(), None, "incomplete");
+    assert_eq!(s.recv_buf().position(), 0, "nothing consumed");
+    s.feed(&concat(&[
+        row[row.len() - 1..].to_vec(),
+        command_complete("SELECT 1"),
+    ]))
+    .unwrap();
+    let taken = s.next_data_row_owned().unwrap().expect("the row");
+    let columns: Vec<_> = taken.columns().collect();
+    assert_eq!(columns, [Some(&b"42"[..]), None, Some(&b""[..])]);
+    assert_eq!(s.next_data_row_owned().unwrap(), None, "not a row");
+    assert_eq!(
+        s.next_message_owned().unwrap(),
+        Some(Message::CommandComplete {
+            tag: bytes::Bytes::from_static(b"SELECT 1")
+        })
+    );
 }

@@ -66,17 +66,23 @@ impl SimpleQuery {
     /// complete. After [`QueryEvent::Done`], `None` for good.
     pub fn next(&mut self, session: &mut Session) -> Option<QueryEvent> {
         while !self.done {
-            let msg = match session.next_message_owned() {
-                Ok(Some(msg)) => msg,
-                Ok(None) => return None,
+            // Rows first, without building a `Message`; the rest (and a row
+            // behind a notice) come through `next_message_owned`.
+            let data = match session.next_data_row_owned() {
+                Ok(Some(data)) => data,
+                Ok(None) => match session.next_message_owned() {
+                    Ok(Some(Message::DataRow(data))) => data,
+                    Ok(Some(msg)) => {
+                        let step = self.control(&msg);
+                        match self.act(session, step) {
+                            Some(done) => return Some(QueryEvent::Done(done)),
+                            None => continue,
+                        }
+                    }
+                    Ok(None) => return None,
+                    Err(e) => return Some(self.interrupted(e)),
+                },
                 Err(e) => return Some(self.interrupted(e)),
-            };
-            let Message::DataRow(data) = msg else {
-                let step = self.control(&msg);
-                match self.act(session, step) {
-                    Some(done) => return Some(QueryEvent::Done(done)),
-                    None => continue,
-                }
             };
             if self.first.is_some() {
                 continue;
