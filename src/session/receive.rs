@@ -182,6 +182,10 @@ impl Session {
     /// As [`Session::next_message`].
     #[inline(always)]
     pub fn next_message_owned(&mut self) -> Result<Option<Message<Bytes>>, Error> {
+        // Rows, the bulk of most responses, without the general path.
+        if let Some(row) = self.next_data_row_owned()? {
+            return Ok(Some(Message::DataRow(row)));
+        }
         let Some(header) = self.skip_internal(None)? else {
             return Ok(None);
         };
