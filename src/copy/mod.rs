@@ -72,6 +72,12 @@ trait CopySink {
     type Error: Into<BoxError>;
     /// The closure's own future, not wrapped: this is the per-row hot path.
     fn take(&mut self, data: Bytes) -> impl Future<Output = Result<(), Self::Error>>;
+
+    /// Once the COPY has ended well: whatever the sink still holds back (a
+    /// writer's flush), inside the COPY's span so its outcome covers it.
+    fn finish(&mut self) -> impl Future<Output = Result<(), Self::Error>> {
+        std::future::ready(Ok(()))
+    }
 }
 
 struct FnSink<F>(F);
@@ -96,6 +102,10 @@ impl<W: tokio::io::AsyncWrite + Unpin + ?Sized> CopySink for WriterSink<'_, W> {
     type Error = std::io::Error;
     async fn take(&mut self, data: Bytes) -> Result<(), std::io::Error> {
         tokio::io::AsyncWriteExt::write_all(self.writer, &data).await
+    }
+
+    async fn finish(&mut self) -> Result<(), std::io::Error> {
+        tokio::io::AsyncWriteExt::flush(self.writer).await
     }
 }
 
@@ -253,12 +263,8 @@ impl<T: Transport> Connection<T> {
     where
         W: tokio::io::AsyncWrite + Unpin + ?Sized,
     {
-        let mut sink = WriterSink { writer };
-        let rows = self.copy_out_into(sql, &mut sink, true).await?;
-        tokio::io::AsyncWriteExt::flush(sink.writer)
+        self.copy_out_into(sql, &mut WriterSink { writer }, true)
             .await
-            .map_err(|e| Error::callback("COPY OUT writer failed", e.into()))?;
-        Ok(rows)
     }
 
     async fn copy_out_into<S: CopySink>(
@@ -269,10 +275,15 @@ impl<T: Transport> Connection<T> {
     ) -> Result<u64, Error> {
         let span = trace::copy_span(&self.endpoint, CopyDirection::Out);
         let mut counts = CopyCounts::default();
-        let result = self
-            .copy_out_run(sql, sink, joined, &mut counts)
-            .instrument(span.clone())
-            .await;
+        let result = async {
+            let rows = self.copy_out_run(sql, sink, joined, &mut counts).await?;
+            sink.finish()
+                .await
+                .map_err(|e| Error::callback("COPY OUT writer failed", e.into()))?;
+            Ok(rows)
+        }
+        .instrument(span.clone())
+        .await;
         trace::copy_ended(&span, &result, counts);
         result
     }

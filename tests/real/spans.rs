@@ -390,6 +390,58 @@ fn copy_out_span_records_rows_and_bytes() {
     assert_eq!(refused.get("pg.copy.rows"), None);
 }
 
+/// A writer that takes every byte and fails to flush.
+struct FlushFails(usize);
+
+impl tokio::io::AsyncWrite for FlushFails {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.get_mut().0 += buf.len();
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::other("disk full at flush")))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// `copy_out_to`'s final flush is inside the COPY's span: a flush that
+/// fails makes the span an error (it recorded `ok` before the flush once).
+#[test]
+fn copy_out_to_span_covers_the_final_flush() {
+    let sql = "COPY (SELECT g FROM generate_series(1, 12) g) TO STDOUT";
+    let (results, spans) = with_spans(|| async {
+        let mut conn = tcp_client().await;
+        let mut writer = FlushFails(0);
+        let result = conn.copy_out_to(sql, &mut writer).await;
+        (result, writer.0, conn.state())
+    });
+    let (result, written, state) = results;
+    let e = result.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Callback);
+    assert!(
+        e.report().to_string().contains("disk full at flush"),
+        "{e:#}"
+    );
+    assert_eq!(written, 27, "every row was written before the flush");
+    assert_eq!(state, pg_transport::State::Ready);
+    let copies: Vec<_> = spans.iter().filter(|s| s.name == "pg.copy").collect();
+    assert_eq!(copies.len(), 1, "{spans:#?}");
+    assert_eq!(copies[0].get("outcome"), s("error").as_ref());
+    assert_eq!(copies[0].get("error.type"), s("callback").as_ref());
+}
+
 #[test]
 fn streamed_queries_and_pipelines_record_rows_and_the_failed_request() {
     use pg_transport::session::pipeline::Pipeline;
