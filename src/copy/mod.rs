@@ -76,7 +76,9 @@ trait CopySink {
     /// Once the COPY has ended well: whatever the sink still holds back (a
     /// writer's flush), inside the COPY's span so its outcome covers it.
     fn finish(&mut self) -> impl Future<Output = Result<(), Self::Error>> {
-        std::future::ready(Ok(()))
+        // Not `future::ready`: that would hold a `Self::Error` and make the
+        // COPY's future `Send` only for `Send` errors.
+        async { Ok(()) }
     }
 }
 

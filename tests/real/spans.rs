@@ -123,9 +123,20 @@ impl Capture {
 /// Runs `f` on a current-thread runtime under a capturing subscriber; returns
 /// its output and the crate's spans, in the order they were made.
 fn with_spans<F: Future>(f: impl FnOnce() -> F) -> (F::Output, Vec<Captured>) {
+    // `tracing` caches each callsite's interest process-wide, computed when
+    // the callsite is first hit. While only one dispatcher is registered, it
+    // asks the *registering thread's* default: a test on another thread with
+    // no subscriber then caches "never" for `pg.copy`, and this capture sees
+    // no COPY span at all (seen: 1 run in 3). A second dispatcher, kept
+    // alive for the whole binary, makes registration ask every registered
+    // dispatcher, this capture included; the rebuild below heals a callsite
+    // cached before this capture existed.
+    static PINNED: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    PINNED.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     let out = tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
