@@ -176,7 +176,15 @@ pub fn capture_tracing(f: impl FnOnce()) -> String {
         .without_time()
         .with_max_level(tracing::Level::TRACE)
         .finish();
-    tracing::subscriber::with_default(subscriber, f);
+    // As `with_spans` in tests/real/spans.rs: a second dispatcher kept alive
+    // and a rebuild, so a sibling test on another thread cannot have cached
+    // "never" for a callsite this capture must see.
+    static PINNED: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    PINNED.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        f();
+    });
     let bytes = captured.0.lock().unwrap().clone();
     String::from_utf8(bytes).unwrap()
 }
