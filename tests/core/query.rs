@@ -209,5 +209,9 @@ fn a_server_error_code_is_reachable_from_the_stream_end() {
         panic!("expected the end");
     };
     assert_eq!(e.code(), Some(SqlState::UNDEFINED_TABLE));
+    // The next operation's reply is not this query's to read.
+    let next_reply = concat(&[command_complete("SELECT 0"), ready(b'I')]);
+    s.feed(&next_reply).unwrap();
     assert!(q.next(&mut s).is_none(), "nothing after the end");
+    assert_eq!(s.recv_buf().len(), next_reply.len(), "left unread");
 }
