@@ -200,6 +200,9 @@ fn bad_input_leaves_the_builder_unchanged_and_copy_in_is_refused() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     let e = p.execute("s", &vec![None; 70_000]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    // Parse is written before Bind refuses the count: it must be taken back.
+    let e = p.query("SELECT 2", &vec![None; 70_000]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert_eq!((p.bytes(), p.len()), (&before[..], 1));
 
     let mut s = ready_session(SessionConfig::default());
