@@ -605,48 +605,6 @@ fn pbkdf2_seconds() -> f64 {
     median(times)
 }
 
-/// PBKDF2-HMAC-SHA-256 (one block), standalone: the HMAC keyed once and
-/// cloned per iteration (as our `Hi` does since issue 13), or keyed again
-/// every iteration (as it did before, and postgres-protocol's does) with
-/// `keyed` false, to check the two agree. Our `Hi` should now match the
-/// keyed time.
-fn pbkdf2(password: &[u8], salt: &[u8], iterations: u32, keyed: bool) -> [u8; 32] {
-    use hmac::{Hmac, KeyInit, Mac};
-    let key = Hmac::<sha2::Sha256>::new_from_slice(password).expect("any key length");
-    let mac = |data: &[u8]| -> [u8; 32] {
-        let mut m = if keyed {
-            key.clone()
-        } else {
-            Hmac::<sha2::Sha256>::new_from_slice(password).expect("any key length")
-        };
-        m.update(data);
-        m.finalize().into_bytes().into()
-    };
-    let mut u = mac(&[salt, &1u32.to_be_bytes()].concat());
-    let mut out = u;
-    for _ in 1..iterations {
-        u = mac(&u);
-        out.iter_mut().zip(u).for_each(|(o, x)| *o ^= x);
-    }
-    out
-}
-
-/// [`pbkdf2`] keyed once, 4,096 iterations, seconds (median of 21).
-fn pbkdf2_keyed_seconds() -> f64 {
-    let (password, salt) = (SCRAM_PASSWORD.as_bytes(), b"saltsaltsaltsalt");
-    assert_eq!(
-        pbkdf2(password, salt, 4096, true),
-        pbkdf2(password, salt, 4096, false)
-    );
-    let mut times = Vec::new();
-    for _ in 0..21 {
-        let t = Instant::now();
-        std::hint::black_box(pbkdf2(password, salt, 4096, true));
-        times.push(t.elapsed().as_secs_f64());
-    }
-    median(times)
-}
-
 fn run_case(spec: &str) -> Values {
     raise_nofile();
     let env = Env::from_env();
@@ -657,10 +615,7 @@ fn run_case(spec: &str) -> Values {
         ["connect", client, auth, sock, mode] => case_connect(&env, client, auth, sock, mode),
         ["busy", client, sock, rt] => case_busy(&env, client, sock, rt),
         ["probe", client, sock] => case_probe(&env, client, sock),
-        ["pbkdf2"] => Values::from([
-            ("s".into(), pbkdf2_seconds()),
-            ("s_keyed".into(), pbkdf2_keyed_seconds()),
-        ]),
+        ["pbkdf2"] => Values::from([("s".into(), pbkdf2_seconds())]),
         _ => panic!("unknown case {spec}"),
     }
 }

@@ -67,7 +67,10 @@ impl SimpleQuery {
     pub fn next(&mut self, session: &mut Session) -> Option<QueryEvent> {
         while !self.done {
             // Rows first, without building a `Message`; the rest (and a row
-            // behind a notice) come through `next_message_owned`.
+            // behind a notice) come through `next_message_owned`, which looks
+            // for a row again: a header read twice per non-row message, but
+            // calling only `next_message_owned` cost 5-10 % more CPU per row
+            // (busy benchmark, 146-154 against 158-180 ns).
             let data = match session.next_data_row_owned() {
                 Ok(Some(data)) => data,
                 Ok(None) => match session.next_message_owned() {
